@@ -1,0 +1,1 @@
+"""How the system runs locally: launchers for Kafka and PostgreSQL, the service supervisor, the CLI."""

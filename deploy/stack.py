@@ -1,0 +1,97 @@
+"""The local system as a whole: which parts there are, how to start, check and stop them."""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import httpx
+
+from deploy.launchers.kafka import KafkaLauncher
+from deploy.launchers.postgres import PostgresLauncher
+from deploy.launchers.process import ManagedProcess, wait_until
+from services.projector.schema import apply_migrations
+from shared.settings import REPO_ROOT, Settings
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    module: str
+    ready_url: str
+
+    def process(self, settings: Settings) -> ManagedProcess:
+        return ManagedProcess(self.name, settings.state_dir)
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(self.ready_url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+class Stack:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.kafka = KafkaLauncher(settings)
+        self.postgres = PostgresLauncher(settings) if settings.uses_embedded_postgres else None
+        self.services = [
+            Service("projector", "services.projector", f"http://127.0.0.1:{settings.projector_port}/readyz"),
+            Service("validator", "services.validator", f"http://127.0.0.1:{settings.validator_port}/readyz"),
+            Service("ingest", "services.ingest", f"{settings.gateway_url}/readyz"),
+        ]
+
+    def _infrastructure(self):
+        return [part for part in (self.kafka, self.postgres) if part is not None]
+
+    def up(self, echo=print) -> None:
+        """Start whatever is not running, then wait until every part answers ready. Idempotent."""
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        for part in self._infrastructure():
+            part.start(echo)
+        for part in self._infrastructure():
+            echo(f"waiting for {part.name}")
+            part.wait_ready()
+        echo("applying migrations")
+        apply_migrations(self.settings.dsn)
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        for service in self.services:
+            process = service.process(self.settings)
+            if process.pid() is None:
+                echo(f"starting {service.name}")
+                process.start([sys.executable, "-m", service.module], env=env, cwd=REPO_ROOT)
+        for service in self.services:
+            echo(f"waiting for {service.name}")
+            process = service.process(self.settings)
+
+            def ready(service=service, process=process) -> bool:
+                if process.pid() is None:
+                    raise RuntimeError(f"{service.name} exited; see {process.log_file}")
+                return service.ready()
+
+            wait_until(ready, timeout=120, what=service.name)
+
+    def down(self, echo=print) -> None:
+        for service in reversed(self.services):
+            echo(f"stopping {service.name}")
+            service.process(self.settings).stop()
+        for part in reversed(self._infrastructure()):
+            echo(f"stopping {part.name}")
+            part.stop()
+
+    def status(self) -> dict:
+        services = {}
+        for part in self._infrastructure():
+            pid = part.process.pid()
+            services[part.name] = {"pid": pid, "ready": pid is not None and part.ready()}
+        for service in self.services:
+            pid = service.process(self.settings).pid()
+            services[service.name] = {"pid": pid, "ready": pid is not None and service.ready()}
+        return {
+            "gateway_url": self.settings.gateway_url,
+            "database_url": self.settings.dsn,
+            "kafka_bootstrap": self.settings.kafka_bootstrap_servers,
+            "metrics_urls": self.settings.metrics_urls,
+            "services": services,
+            "state_dir": str(self.settings.state_dir),
+        }

@@ -1,0 +1,1 @@
+"""The HTTP gateway: auth, schema checks, publishing to Kafka, reads from PostgreSQL."""

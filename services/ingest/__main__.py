@@ -1,0 +1,19 @@
+"""Runs the gateway: `python -m services.ingest`."""
+from __future__ import annotations
+
+import uvicorn
+
+from services.ingest.app import create_app
+from shared import logs
+from shared.settings import get_settings
+
+
+def main() -> None:
+    logs.configure()
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=settings.gateway_host, port=settings.gateway_port,
+                log_config=None, access_log=False, timeout_graceful_shutdown=10)
+
+
+if __name__ == "__main__":
+    main()

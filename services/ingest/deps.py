@@ -1,0 +1,51 @@
+"""The gateway's dependencies, one place: settings, adapters, and who is asking."""
+from __future__ import annotations
+
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from services.ingest.auth import Principal, TokenVerifier
+from services.ingest.problems import Problem
+from services.ingest.publisher import KafkaPublisher
+from shared.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_pool(request: Request) -> asyncpg.Pool:
+    return request.app.state.pool
+
+
+def get_publisher(request: Request) -> KafkaPublisher:
+    return request.app.state.publisher
+
+
+def get_principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    if credentials is None:
+        raise Problem(401, "unauthorized", "A bearer token is required.", headers={"WWW-Authenticate": "Bearer"})
+    verifier: TokenVerifier = request.app.state.verifier
+    return verifier.verify(credentials.credentials)
+
+
+def require_role(*roles: str):
+    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if principal.role not in roles:
+            raise Problem(403, "forbidden", f"This needs the role {' or '.join(roles)}.")
+        return principal
+
+    return check
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
+Publisher = Annotated[KafkaPublisher, Depends(get_publisher)]
+AppUser = Annotated[Principal, Depends(require_role("user"))]

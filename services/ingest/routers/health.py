@@ -1,0 +1,33 @@
+"""Liveness, readiness and Prometheus metrics."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """Kafka producer started and PostgreSQL answering."""
+    state = request.app.state
+    checks = {"kafka": state.publisher.started}
+    try:
+        checks["postgres"] = await state.pool.fetchval("SELECT true", timeout=2)
+    except Exception:
+        checks["postgres"] = False
+    ok = all(checks.values())
+    return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    """Prometheus text format."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

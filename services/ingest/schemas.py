@@ -1,0 +1,65 @@
+"""Request and response bodies of the public HTTP API (see API.md)."""
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.events import ValidationStatus
+
+
+class Attestation(BaseModel):
+    type: Literal["app_attest", "play_integrity"]
+    token: str = Field(min_length=1, max_length=16384)
+
+
+class SubmitEvent(BaseModel):
+    """What an app says a user did. Unknown fields (a client-sent `points`, say) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event_type: str = Field(min_length=1, max_length=64)
+    event_time: AwareDatetime
+    nonce: str = Field(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
+    payload: dict[str, Any] = Field(default_factory=dict)
+    device_id: str | None = Field(None, max_length=256)
+    attestation: Attestation | None = None
+
+
+class EventAccepted(BaseModel):
+    event_id: UUID
+    status: Literal["pending"] = "pending"
+    duplicate: bool = False
+
+
+class EventView(BaseModel):
+    event_id: UUID
+    event_type: str
+    event_time: AwareDatetime
+    validation_status: ValidationStatus
+    points_delta: int
+    trust_score: int | None
+    reasons: list[str]
+
+
+class Balance(BaseModel):
+    user_id: str
+    available_points: int
+    pending_points: int
+    lifetime_earned: int
+    lifetime_spent: int
+
+
+class HistoryItem(BaseModel):
+    event_id: UUID
+    event_type: str
+    event_time: AwareDatetime
+    points_delta: int
+    validation_status: ValidationStatus
+    trust_score: int | None
+
+
+class HistoryPage(BaseModel):
+    items: list[HistoryItem]
+    next_cursor: str | None

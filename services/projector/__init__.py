@@ -1,0 +1,1 @@
+"""Consumes the log and writes the PostgreSQL read models."""

@@ -1,0 +1,104 @@
+"""Reads the log and hands batches to the store; Kafka's own group offsets are never trusted.
+
+Positions live in PostgreSQL beside the rows (see store.apply_batch), so after a crash or a
+rebalance the projector seeks to exactly where its last committed transaction ended.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from prometheus_client import Counter, Gauge, Histogram
+
+from services.projector import store
+from services.projector.projection import Position, project
+from shared import topics
+from shared.envelope import UnreadableRecord, from_record
+
+log = logging.getLogger("points.projector")
+
+RECORDS = Counter("projector_records_total", "Log records applied to the read models", ["topic"])
+UNREADABLE = Counter("projector_unreadable_records_total", "Records skipped as unreadable", ["topic"])
+BATCH_SECONDS = Histogram("projector_batch_seconds", "Time to apply one batch in PostgreSQL")
+LAG = Gauge("projector_lag_records", "Records behind the end of the log", ["topic", "partition"])
+
+GROUP = "points-projector"
+
+
+class _SeekToStoredOffsets(ConsumerRebalanceListener):
+    def __init__(self, consumer: AIOKafkaConsumer, pool: asyncpg.Pool, group: str):
+        self.consumer, self.pool, self.group = consumer, pool, group
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        pass  # nothing buffered: every batch is committed before the next poll
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        stored = await store.load_offsets(self.pool, self.group)
+        for tp in assigned:
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, offset)
+
+
+class Projector:
+    def __init__(self, bootstrap: str, pool: asyncpg.Pool, group: str = GROUP,
+                 subscribed: tuple[str, ...] = (topics.SUBMITTED, topics.LEDGER)):
+        self.pool = pool
+        self.group = group
+        self.subscribed = subscribed
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_poll_records=1000,
+        )
+        self.running = False
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        self.consumer.subscribe(list(self.subscribed),
+                                listener=_SeekToStoredOffsets(self.consumer, self.pool, self.group))
+        self.running = True
+
+    async def stop(self) -> None:
+        self.running = False
+        await self.consumer.stop()
+
+    async def run(self) -> None:
+        while self.running:
+            batches = await self.consumer.getmany(timeout_ms=200, max_records=1000)
+            if batches:
+                await self.apply(batches)
+                await self._report_lag()
+
+    async def apply(self, batches: dict[TopicPartition, list]) -> None:
+        rows, next_offsets = [], {}
+        for tp, messages in batches.items():
+            for message in messages:
+                try:
+                    event = from_record(message.key, message.value, message.headers)
+                except UnreadableRecord as exc:
+                    UNREADABLE.labels(tp.topic).inc()
+                    log.warning("skipping unreadable record", extra={
+                        "topic": tp.topic, "partition": tp.partition, "offset": message.offset, "error": str(exc)})
+                    continue
+                row = project(event, Position(tp.topic, tp.partition, message.offset))
+                if row is not None:
+                    rows.append(row)
+            next_offsets[(tp.topic, tp.partition)] = messages[-1].offset + 1
+        with BATCH_SECONDS.time():
+            await store.apply_batch(self.pool, self.group, rows, next_offsets)
+        for tp, messages in batches.items():
+            RECORDS.labels(tp.topic).inc(len(messages))
+
+    async def _report_lag(self) -> None:
+        for tp in self.consumer.assignment():
+            end = self.consumer.highwater(tp)
+            if end is not None:
+                LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - await self.consumer.position(tp)))

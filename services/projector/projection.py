@@ -1,0 +1,70 @@
+"""How a log record becomes a read-model row. Pure: no I/O."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from shared.events import Event, EventDecided, EventSubmitted
+
+
+@dataclass(frozen=True)
+class Position:
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: UUID
+    user_id: str
+    event_type: str
+    event_time: datetime
+    points_delta: int
+    proof_type: str
+    validation_status: str
+    trust_score: int | None
+    reasons: list[str]
+    rule_set: str | None
+    validated_by: str | None
+    decided_at: datetime | None
+    related_entity_type: str | None
+    related_entity_id: str | None
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    # A submission only fills a gap; a decision always wins, whichever topic was read first.
+    authoritative: bool
+
+    def as_tuple(self) -> tuple:
+        return (
+            self.id, self.user_id, self.event_type, self.event_time, self.points_delta, self.proof_type,
+            self.validation_status, self.trust_score, self.reasons, self.rule_set, self.validated_by,
+            self.decided_at, self.related_entity_type, self.related_entity_id,
+            self.source_topic, self.source_partition, self.source_offset,
+        )
+
+
+def project(event: Event, at: Position) -> EventRow | None:
+    if isinstance(event, EventSubmitted):
+        return EventRow(
+            id=event.event_id, user_id=event.user_id, event_type=event.event_type,
+            event_time=event.event_time, points_delta=event.points, proof_type=event.proof_type,
+            validation_status="pending", trust_score=None, reasons=[], rule_set=None, validated_by=None,
+            decided_at=None, related_entity_type=None, related_entity_id=None,
+            source_topic=at.topic, source_partition=at.partition, source_offset=at.offset,
+            authoritative=False,
+        )
+    if isinstance(event, EventDecided):
+        return EventRow(
+            id=event.event_id, user_id=event.user_id, event_type=event.event_type,
+            event_time=event.event_time, points_delta=event.points_delta, proof_type=event.proof_type,
+            validation_status=event.validation_status, trust_score=event.trust_score,
+            reasons=list(event.reasons), rule_set=event.rule_set, validated_by=event.validated_by,
+            decided_at=event.decided_at, related_entity_type=event.related_entity_type,
+            related_entity_id=event.related_entity_id,
+            source_topic=at.topic, source_partition=at.partition, source_offset=at.offset,
+            authoritative=True,
+        )
+    return None

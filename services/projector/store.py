@@ -1,0 +1,51 @@
+"""PostgreSQL side of the projector: rows and consumed offsets in one transaction."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import asyncpg
+
+from services.projector.projection import EventRow
+
+_COLUMNS = (
+    "id, user_id, event_type, event_time, points_delta, proof_type, validation_status, trust_score, "
+    "reasons, rule_set, validated_by, decided_at, related_entity_type, related_entity_id, "
+    "source_topic, source_partition, source_offset"
+)
+_VALUES = ", ".join(f"${i}" for i in range(1, 18))
+
+_INSERT_IF_ABSENT = f"INSERT INTO points_events ({_COLUMNS}) VALUES ({_VALUES}) ON CONFLICT (id) DO NOTHING"
+_UPSERT = (
+    f"INSERT INTO points_events ({_COLUMNS}) VALUES ({_VALUES}) ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS.split(", ")[1:])
+)
+
+
+async def load_offsets(pool: asyncpg.Pool, group: str) -> dict[tuple[str, int], int]:
+    rows = await pool.fetch(
+        "SELECT topic, partition, next_offset FROM projector_offsets WHERE consumer_group = $1", group
+    )
+    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+
+async def apply_batch(
+    pool: asyncpg.Pool, group: str, rows: Iterable[EventRow], next_offsets: dict[tuple[str, int], int]
+) -> None:
+    """Write a batch of rows, refresh the touched balances, and record how far we read, atomically."""
+    rows = list(rows)
+    async with pool.acquire() as conn, conn.transaction():
+        gaps = [r.as_tuple() for r in rows if not r.authoritative]
+        decisions = [r.as_tuple() for r in rows if r.authoritative]
+        if gaps:
+            await conn.executemany(_INSERT_IF_ABSENT, gaps)
+        if decisions:
+            await conn.executemany(_UPSERT, decisions)
+        users = sorted({r.user_id for r in rows})
+        if users:
+            await conn.execute("SELECT refresh_user_points_cache(u) FROM unnest($1::text[]) AS u", users)
+        await conn.executemany(
+            "INSERT INTO projector_offsets (consumer_group, topic, partition, next_offset) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (consumer_group, topic, partition) "
+            "DO UPDATE SET next_offset = EXCLUDED.next_offset",
+            [(group, topic, partition, offset) for (topic, partition), offset in next_offsets.items()],
+        )

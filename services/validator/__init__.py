@@ -1,0 +1,1 @@
+"""Decides what each submitted event is worth: trust score, reasons, decision."""

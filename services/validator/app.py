@@ -1,0 +1,98 @@
+"""The faust app: consumes submissions keyed by user, decides, and appends the decision to the ledger."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+
+import faust
+from prometheus_client import Counter, Histogram
+
+from services.validator.rules import Thresholds, decide
+from shared import topics
+from shared.envelope import UnreadableRecord, from_record, to_record
+from shared.events import EventSubmitted, utcnow
+from shared.ops_http import start_ops_server
+from shared.settings import Settings, get_settings
+
+log = logging.getLogger("points.validator")
+
+DECISIONS = Counter("validator_decisions_total", "Decisions made", ["validation_status", "event_type"])
+TRUST = Histogram("validator_trust_score", "Trust scores given", buckets=(10, 20, 30, 40, 50, 60, 70, 80, 90, 100))
+LATENCY = Histogram("validator_decision_latency_seconds", "From receipt at the gateway to decision published")
+UNREADABLE = Counter("validator_unreadable_records_total", "Submitted records that could not be read")
+RETRIES = Counter("validator_retries_total", "Attempts to decide a record again after a failure")
+
+
+def create_app(settings: Settings | None = None) -> faust.App:
+    settings = settings or get_settings()
+    thresholds = Thresholds(settings.validated_min_score, settings.review_min_score,
+                            settings.min_event_spacing_seconds)
+    app = faust.App(
+        "points-validator",
+        broker=f"kafka://{settings.kafka_bootstrap_servers}",
+        store="memory://",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=False,
+        table_cleanup_interval=60.0,
+    )
+    submitted = app.topic(topics.SUBMITTED, key_serializer="raw", value_serializer="raw")
+    ledger = app.topic(topics.LEDGER, key_serializer="raw", value_serializer="raw")
+    # Changelog-backed, so a restarted validator resumes with what it knew of each user.
+    last_event_time = app.Table("last-event-time", partitions=settings.topic_partitions)
+    state = {"started": False}
+
+    async def handle(record) -> None:
+        try:
+            event = from_record(record.key, record.value, record.headers.items())
+        except UnreadableRecord as exc:
+            UNREADABLE.inc()
+            log.warning("skipping unreadable submission", extra={"error": str(exc)})
+            return
+        if not isinstance(event, EventSubmitted):
+            return
+        previous = last_event_time.get(event.user_id)
+        decision = decide(event, datetime.fromisoformat(previous) if previous else None, thresholds)
+        out = to_record(decision, key=event.user_id, source="/points/validator")
+        # Waiting for the broker's ack before acking the input keeps at-least-once honest;
+        # the projector applies a decision by event id, so a redelivery changes nothing.
+        ack = await ledger.send(key=out.key, value=out.value, headers=out.headers)
+        await ack
+        last_event_time[event.user_id] = event.event_time.isoformat()
+        DECISIONS.labels(decision.validation_status, decision.event_type).inc()
+        TRUST.observe(decision.trust_score)
+        LATENCY.observe((utcnow() - event.received_at).total_seconds())
+        log.info("points.event.validated", extra={
+            "event_id": str(decision.event_id), "validation_status": decision.validation_status,
+            "points_awarded": decision.points_delta if decision.validation_status == "validated" else 0,
+            "trust_score": decision.trust_score})
+
+    @app.agent(submitted)
+    async def decide_events(stream):
+        # Manual acks: faust acks an event whose handler raised, which would skip it for good.
+        # Here a record is acked only once its decision is in the ledger; until then it is retried.
+        manual = stream.noack()
+        async for record in manual.events():
+            delay = 0.2
+            while True:
+                try:
+                    await handle(record)
+                    break
+                except Exception:
+                    RETRIES.inc()
+                    log.exception("decision failed; retrying the same record")
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+            await manual.ack(record)
+
+    @app.task
+    async def serve_ops() -> None:
+        app._ops_runner = await start_ops_server(  # kept so it is not collected
+            "127.0.0.1", settings.validator_port, ready=lambda: state["started"] and not app.rebalancing)
+        state["started"] = True
+
+    return app

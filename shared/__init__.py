@@ -1,0 +1,1 @@
+"""The project's own shared code: settings, event schemas, envelopes, catalogue, topics."""

@@ -1,0 +1,55 @@
+"""CloudEvents 1.0 binary mode on Kafka: attributes in `ce_*` headers, the event as JSON value."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from uuid import uuid4
+
+from cloudevents.core.bindings.kafka import KafkaMessage, from_binary, to_binary
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+from shared.events import EVENT_TYPES, Event, utcnow
+
+_FORMAT = JSONFormat()
+
+
+class UnreadableRecord(ValueError):
+    """A record that is not one of our CloudEvents; it must not stall a partition."""
+
+
+@dataclass(frozen=True)
+class Record:
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def to_record(event: Event, *, key: str, source: str) -> Record:
+    cloud_event = CloudEvent(
+        attributes={
+            "id": str(uuid4()),
+            "source": source,
+            "type": event.ce_type,
+            "subject": key,
+            "time": utcnow(),
+            "datacontenttype": "application/json",
+        },
+        data=json.loads(event.model_dump_json()),
+    )
+    message = to_binary(cloud_event, _FORMAT, key_mapper=lambda _: key)
+    return Record(
+        key=key.encode(),
+        value=message.value,
+        headers=sorted(message.headers.items()),
+    )
+
+
+def from_record(key: bytes | None, value: bytes, headers) -> Event:
+    try:
+        header_map = {name: bytes(raw) for name, raw in headers}
+        cloud_event = from_binary(KafkaMessage(headers=header_map, key=key, value=value), _FORMAT)
+        model = EVENT_TYPES[cloud_event.get_type()]
+        return model.model_validate(cloud_event.get_data())
+    except Exception as exc:  # any defect in a foreign record is the same outcome: unreadable
+        raise UnreadableRecord(str(exc)) from exc

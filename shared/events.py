@@ -1,0 +1,63 @@
+"""Facts recorded on the log. Frozen, past tense, each with an id, a version and an aware timestamp."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+ValidationStatus = Literal["pending", "validated", "rejected", "pending_review"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # CloudEvents `type`; a new schema version gets a new type name.
+    ce_type: ClassVar[str]
+    version: int = 1
+
+
+class EventSubmitted(Event):
+    """An app told us a user did something; nothing is decided yet."""
+
+    ce_type: ClassVar[str] = "dev.points.event.submitted.v1"
+
+    event_id: UUID
+    user_id: str
+    event_type: str
+    event_time: AwareDatetime
+    nonce: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    device_id: str | None = None
+    proof_type: str = "none"
+    points: int
+    received_at: AwareDatetime
+
+
+class EventDecided(Event):
+    """The validator (or an admin) decided what an event is worth. Ledger record."""
+
+    ce_type: ClassVar[str] = "dev.points.event.decided.v1"
+
+    event_id: UUID
+    user_id: str
+    event_type: str
+    event_time: AwareDatetime
+    points_delta: int
+    proof_type: str
+    validation_status: ValidationStatus
+    trust_score: int = Field(ge=0, le=100)
+    reasons: tuple[str, ...] = ()
+    rule_set: str
+    validated_by: str
+    decided_at: AwareDatetime
+    related_entity_type: str | None = None
+    related_entity_id: str | None = None
+
+
+EVENT_TYPES: dict[str, type[Event]] = {cls.ce_type: cls for cls in (EventSubmitted, EventDecided)}

@@ -1,0 +1,80 @@
+"""The one settings class every process reads its configuration from."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Known-public values: fine on a laptop, refused anywhere else.
+DEV_JWT_SECRET = "dev-only-points-jwt-secret-change-me-0123456789"
+DEV_COUPON_SECRET = "dev-only-points-coupon-secret-change-me-0123456789"
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    env: Literal["dev", "test", "prod"] = Field("dev", alias="POINTS_ENV")
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+    jwt_secret: SecretStr = Field(SecretStr(DEV_JWT_SECRET), alias="POINTS_JWT_SECRET")
+    jwks_url: str | None = Field(None, alias="POINTS_JWKS_URL")
+    coupon_secret: SecretStr = Field(SecretStr(DEV_COUPON_SECRET), alias="COUPON_SECRET")
+    rate_limit_per_hour: int = Field(100, alias="POINTS_RATE_LIMIT_PER_HOUR", ge=1)
+
+    gateway_host: str = Field("127.0.0.1", alias="POINTS_GATEWAY_HOST")
+    gateway_port: int = Field(8000, alias="POINTS_GATEWAY_PORT")
+    validator_port: int = Field(8001, alias="POINTS_VALIDATOR_PORT")
+    projector_port: int = Field(8002, alias="POINTS_PROJECTOR_PORT")
+    postgres_port: int = Field(55432, alias="POINTS_POSTGRES_PORT")
+    topic_partitions: int = Field(6, alias="POINTS_TOPIC_PARTITIONS", ge=1)
+    state_dir: Path = Field(REPO_ROOT / ".state", alias="POINTS_STATE_DIR")
+
+    # The seed's defaults; see services/validator/rules.py for how they are used.
+    validated_min_score: int = Field(60, alias="POINTS_VALIDATED_MIN_SCORE")
+    review_min_score: int = Field(30, alias="POINTS_REVIEW_MIN_SCORE")
+    min_event_spacing_seconds: float = Field(1.0, alias="POINTS_MIN_EVENT_SPACING_SECONDS")
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_outside_dev(self) -> "Settings":
+        if self.env == "prod":
+            if self.jwks_url is None and self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
+                raise ValueError("POINTS_JWT_SECRET (or POINTS_JWKS_URL) must be set outside dev")
+            secret = self.coupon_secret.get_secret_value()
+            if secret == DEV_COUPON_SECRET or len(secret) < 32:
+                raise ValueError("COUPON_SECRET must be set to at least 32 characters outside dev")
+        return self
+
+    @property
+    def uses_embedded_postgres(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def dsn(self) -> str:
+        """Where PostgreSQL is: DATABASE_URL, or the embedded server the launcher runs."""
+        return self.database_url or f"postgresql://postgres@127.0.0.1:{self.postgres_port}/points"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.gateway_host}:{self.gateway_port}"
+
+    @property
+    def metrics_urls(self) -> dict[str, str]:
+        return {
+            "ingest": f"{self.gateway_url}/metrics",
+            "validator": f"http://127.0.0.1:{self.validator_port}/metrics",
+            "projector": f"http://127.0.0.1:{self.projector_port}/metrics",
+        }
+
+    @property
+    def uses_dev_jwt_secret(self) -> bool:
+        return self.jwt_secret.get_secret_value() == DEV_JWT_SECRET
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
