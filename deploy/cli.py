@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import Annotated
 
@@ -11,6 +12,9 @@ from rich.console import Console
 from deploy.stack import Stack
 from services.ingest.auth import mint_dev_token
 from shared.settings import get_settings
+
+# While a broker boots, every refused connection would otherwise print a line.
+logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 app = typer.Typer(help="Points ledger: local system and operator tools.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -64,3 +68,7 @@ def dev_token(
     except PermissionError as exc:
         console.print(f"[red]refused[/red]: {exc}")
         raise typer.Exit(1) from exc
+
+
+if __name__ == "__main__":
+    app()

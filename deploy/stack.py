@@ -42,7 +42,8 @@ class Stack:
         ]
 
     def _infrastructure(self):
-        return [part for part in (self.kafka, self.postgres) if part is not None]
+        kafka = self.kafka if self.settings.manage_kafka else None
+        return [part for part in (kafka, self.postgres) if part is not None]
 
     def up(self, echo=print) -> None:
         """Start whatever is not running, then wait until every part answers ready. Idempotent."""
@@ -52,6 +53,9 @@ class Stack:
         for part in self._infrastructure():
             echo(f"waiting for {part.name}")
             part.wait_ready()
+        if not self.settings.manage_kafka:
+            echo("waiting for the external Kafka")
+            self.kafka.wait_ready()
         echo("applying migrations")
         apply_migrations(self.settings.dsn)
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}

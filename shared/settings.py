@@ -20,6 +20,8 @@ class Settings(BaseSettings):
 
     env: Literal["dev", "test", "prod"] = Field("dev", alias="POINTS_ENV")
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
+    # False when the broker is someone else's (a container, a cluster): `up` then only waits for it.
+    manage_kafka: bool = Field(True, alias="POINTS_MANAGE_KAFKA")
     database_url: str | None = Field(None, alias="DATABASE_URL")
     jwt_secret: SecretStr = Field(SecretStr(DEV_JWT_SECRET), alias="POINTS_JWT_SECRET")
     jwks_url: str | None = Field(None, alias="POINTS_JWKS_URL")

@@ -2,7 +2,8 @@
 -- verification, monitoring and troubleshooting SQL runs as written.
 
 CREATE TABLE points_events (
-    id                   uuid PRIMARY KEY,
+    -- The default lets the guide's manual-award SQL run as written; the log's records bring their own id.
+    id                   uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     user_id              text        NOT NULL,
     event_type           text        NOT NULL,
     event_time           timestamptz NOT NULL,

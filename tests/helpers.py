@@ -1,0 +1,65 @@
+"""Small helpers the integration and end-to-end tests share."""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import httpx
+
+# The guide's "Check user balances match ledger" query, verbatim.
+BALANCE_DISCREPANCIES = """
+SELECT
+  u.user_id,
+  u.available_points as cached_points,
+  COALESCE(SUM(p.points_delta) FILTER (WHERE p.validation_status = 'validated'), 0) as ledger_points,
+  u.available_points - COALESCE(SUM(p.points_delta) FILTER (WHERE p.validation_status = 'validated'), 0) as discrepancy
+FROM user_points_cache u
+LEFT JOIN points_events p ON p.user_id = u.user_id
+GROUP BY u.user_id, u.available_points
+HAVING ABS(u.available_points - COALESCE(SUM(p.points_delta) FILTER (WHERE p.validation_status = 'validated'), 0)) > 0;
+"""
+
+
+def new_user() -> str:
+    return f"user-{uuid.uuid4()}"
+
+
+def habit_event(*, at: datetime | None = None, nonce: str | None = None, **extra) -> dict:
+    at = at or datetime.now(timezone.utc)
+    return {
+        "event_type": "habit_completed",
+        "event_time": at.isoformat().replace("+00:00", "Z"),
+        "nonce": nonce or uuid.uuid4().hex,
+        "payload": {"habit_id": "h1"},
+        **extra,
+    }
+
+
+def spaced(n: int, seconds: float = 60) -> list[datetime]:
+    """`n` event times, `seconds` apart, ending now."""
+    now = datetime.now(timezone.utc)
+    return [now - timedelta(seconds=seconds * (n - 1 - i)) for i in range(n)]
+
+
+async def eventually(check, *, timeout: float = 30.0, interval: float = 0.1):
+    """Poll `check` (async, returning a truthy value when done) until it succeeds or time runs out."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value {last!r}")
+
+
+async def decided_event(gateway: httpx.AsyncClient, headers: dict, event_id: str, timeout: float = 30.0) -> dict:
+    async def check():
+        response = await gateway.get(f"/v1/events/{event_id}", headers=headers)
+        if response.status_code == 200 and response.json()["validation_status"] != "pending":
+            return response.json()
+        return None
+
+    return await eventually(check, timeout=timeout)

@@ -1,0 +1,86 @@
+"""Bad requests get an RFC 9457 problem document and change nothing."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import jwt
+import pytest
+
+from tests.helpers import habit_event, new_user
+
+pytestmark = pytest.mark.integration
+
+
+def assert_problem(response, status: int, slug: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert {"type", "title", "status", "detail"} <= body.keys()
+    assert body["status"] == status
+    if slug:
+        assert body["type"].endswith("/" + slug)
+    return body
+
+
+async def test_a_request_without_a_token_is_unauthorized(gateway):
+    assert_problem(await gateway.get("/v1/me/points"), 401)
+
+
+async def test_an_unsigned_token_is_refused(gateway):
+    forged = jwt.encode({"sub": "mallory", "exp": int(time.time()) + 60}, key=None, algorithm="none")
+    assert_problem(await gateway.get("/v1/me/points", headers={"Authorization": f"Bearer {forged}"}), 401)
+
+
+async def test_a_token_signed_with_another_key_is_refused(gateway):
+    forged = jwt.encode({"sub": "mallory", "exp": int(time.time()) + 60}, "not-the-secret-" * 4, algorithm="HS256")
+    assert_problem(await gateway.get("/v1/me/points", headers={"Authorization": f"Bearer {forged}"}), 401)
+
+
+async def test_an_expired_token_is_refused(gateway, settings):
+    expired = jwt.encode({"sub": "alice", "exp": int(time.time()) - 10},
+                         settings.jwt_secret.get_secret_value(), algorithm="HS256")
+    assert_problem(await gateway.get("/v1/me/points", headers={"Authorization": f"Bearer {expired}"}), 401)
+
+
+async def test_a_merchant_cannot_submit_app_events(gateway, token):
+    response = await gateway.post("/v1/events", json=habit_event(), headers=token(new_user(), "merchant"))
+    assert_problem(response, 403)
+
+
+async def test_an_unknown_event_type_is_unprocessable_and_nothing_is_recorded(gateway, token):
+    headers = token(new_user())
+    response = await gateway.post("/v1/events", json=habit_event(event_type="levelled_up"), headers=headers)
+    body = assert_problem(response, 422)
+    assert body["errors"][0]["pointer"] == "/event_type"
+    assert (await gateway.get("/v1/me/history", headers=headers)).json()["items"] == []
+
+
+async def test_schema_errors_list_each_offending_field(gateway, token):
+    response = await gateway.post("/v1/events", json={"event_type": "habit_completed", "nonce": "short"},
+                                  headers=token(new_user()))
+    body = assert_problem(response, 422, "validation-error")
+    pointers = {error["pointer"] for error in body["errors"]}
+    assert {"/event_time", "/nonce"} <= pointers
+
+
+async def test_malformed_json_is_a_problem_not_a_crash(gateway, token):
+    headers = {**token(new_user()), "content-type": "application/json"}
+    assert_problem(await gateway.post("/v1/events", content=b"{not json", headers=headers), 422)
+
+
+@pytest.mark.parametrize("offset", [timedelta(minutes=6), timedelta(hours=-25)])
+async def test_an_event_time_outside_the_window_is_stale(gateway, token, offset):
+    at = datetime.now(timezone.utc) + offset
+    response = await gateway.post("/v1/events", json=habit_event(at=at), headers=token(new_user()))
+    assert_problem(response, 422, "stale-event")
+
+
+async def test_a_body_over_64_kib_is_too_large(gateway, token):
+    event = habit_event(payload={"habit_id": "h1", "notes": "x" * (65 * 1024)})
+    assert_problem(await gateway.post("/v1/events", json=event, headers=token(new_user())), 413)
+
+
+async def test_an_unknown_event_id_is_not_found(gateway, token):
+    response = await gateway.get("/v1/events/6f1c1c9e-0000-4000-8000-000000000000", headers=token(new_user()))
+    assert_problem(response, 404)

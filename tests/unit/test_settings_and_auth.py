@@ -1,0 +1,57 @@
+import time
+
+import jwt
+import pytest
+from pydantic import ValidationError
+
+from services.ingest.auth import TokenVerifier, mint_dev_token
+from services.ingest.problems import Problem
+from shared.settings import DEV_JWT_SECRET, Settings
+
+REAL_SECRET = "a-real-secret-that-is-long-enough-0123456789"
+
+
+def test_production_refuses_the_dev_jwt_secret(monkeypatch):
+    monkeypatch.setenv("POINTS_ENV", "prod")
+    monkeypatch.setenv("COUPON_SECRET", REAL_SECRET)
+    with pytest.raises(ValidationError, match="POINTS_JWT_SECRET"):
+        Settings()
+
+
+def test_production_refuses_a_short_coupon_secret(monkeypatch):
+    monkeypatch.setenv("POINTS_ENV", "prod")
+    monkeypatch.setenv("POINTS_JWT_SECRET", REAL_SECRET)
+    monkeypatch.setenv("COUPON_SECRET", "too-short")
+    with pytest.raises(ValidationError, match="COUPON_SECRET"):
+        Settings()
+
+
+def test_production_starts_with_real_secrets(monkeypatch):
+    monkeypatch.setenv("POINTS_ENV", "prod")
+    monkeypatch.setenv("POINTS_JWT_SECRET", REAL_SECRET)
+    monkeypatch.setenv("COUPON_SECRET", REAL_SECRET)
+    assert Settings().env == "prod"
+
+
+def test_a_dev_token_carries_subject_and_role():
+    settings = Settings(POINTS_ENV="dev")
+    principal = TokenVerifier(settings).verify(mint_dev_token(settings, "alice", "admin", 60))
+    assert (principal.sub, principal.role) == ("alice", "admin")
+
+
+def test_dev_tokens_are_refused_once_a_real_secret_is_configured():
+    with pytest.raises(PermissionError):
+        mint_dev_token(Settings(POINTS_JWT_SECRET=REAL_SECRET), "alice")
+
+
+@pytest.mark.parametrize("claims,key,alg", [
+    ({"sub": "a", "exp": int(time.time()) - 1}, DEV_JWT_SECRET, "HS256"),
+    ({"sub": "a", "exp": int(time.time()) + 60}, "another-key-entirely-0123456789abcdef", "HS256"),
+    ({"sub": "a", "exp": int(time.time()) + 60}, None, "none"),
+    ({"sub": "a"}, DEV_JWT_SECRET, "HS256"),
+    ({"sub": "a", "exp": int(time.time()) + 60, "role": "root"}, DEV_JWT_SECRET, "HS256"),
+])
+def test_bad_tokens_are_unauthorized(claims, key, alg):
+    with pytest.raises(Problem) as refused:
+        TokenVerifier(Settings()).verify(jwt.encode(claims, key, algorithm=alg))
+    assert refused.value.status == 401
