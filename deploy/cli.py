@@ -30,6 +30,13 @@ def up() -> None:
 
 
 @app.command()
+def init() -> None:
+    """Create the topics and apply the migrations on a Kafka and PostgreSQL that already run."""
+    settings = get_settings().model_copy(update={"manage_kafka": False})
+    Stack(settings).prepare(echo=lambda msg: console.print(msg))
+
+
+@app.command()
 def down() -> None:
     """Stop everything `up` started."""
     stack = Stack(get_settings())
@@ -52,6 +59,14 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object
         table.add_row(name, str(info["pid"] or "-"), "[green]yes[/green]" if info["ready"] else "[red]no[/red]")
     Console().print(table)
     Console().print(f"gateway {report['gateway_url']}  kafka {report['kafka_bootstrap']}  db {report['database_url']}")
+
+
+@app.command()
+def asyncapi() -> None:
+    """Print the AsyncAPI 3 document of the public topics (docs/asyncapi.json is this output)."""
+    from shared.asyncapi import render
+
+    sys.stdout.write(render())
 
 
 @app.command("dev-token")

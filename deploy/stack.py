@@ -53,11 +53,7 @@ class Stack:
         for part in self._infrastructure():
             echo(f"waiting for {part.name}")
             part.wait_ready()
-        if not self.settings.manage_kafka:
-            echo("waiting for the external Kafka")
-            self.kafka.wait_ready()
-        echo("applying migrations")
-        apply_migrations(self.settings.dsn)
+        self.prepare(echo)
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
         for service in self.services:
             process = service.process(self.settings)
@@ -74,6 +70,14 @@ class Stack:
                 return service.ready()
 
             wait_until(ready, timeout=120, what=service.name)
+
+    def prepare(self, echo=print) -> None:
+        """Topics and schema, on infrastructure that is already running (ours or someone else's)."""
+        if not self.settings.manage_kafka:
+            echo("waiting for Kafka")
+            self.kafka.wait_ready()
+        echo("applying migrations")
+        apply_migrations(self.settings.dsn)
 
     def down(self, echo=print) -> None:
         for service in reversed(self.services):

@@ -1,0 +1,72 @@
+"""The AsyncAPI 3 description of the public topics, generated from the event models themselves."""
+from __future__ import annotations
+
+import json
+
+from shared import topics
+from shared.events import EVENT_TYPES
+
+TOPIC_MESSAGES = {
+    topics.SUBMITTED: ["dev.points.event.submitted.v1"],
+    topics.LEDGER: ["dev.points.event.decided.v1"],
+    topics.FRAUD: [],
+}
+
+_CE_HEADERS = {
+    "type": "object",
+    "description": "CloudEvents 1.0 binary mode: attributes travel as ce_* Kafka headers.",
+    "required": ["ce_specversion", "ce_id", "ce_source", "ce_type", "content-type"],
+    "properties": {
+        "ce_specversion": {"type": "string", "const": "1.0"},
+        "ce_id": {"type": "string", "description": "Unique per record"},
+        "ce_source": {"type": "string", "description": "The publishing service, e.g. /points/ingest"},
+        "ce_type": {"type": "string"},
+        "ce_subject": {"type": "string", "description": "The user id (also the record key)"},
+        "ce_time": {"type": "string", "format": "date-time"},
+        "content-type": {"type": "string", "const": "application/json"},
+    },
+}
+
+
+def _message_id(ce_type: str) -> str:
+    return ce_type.removeprefix("dev.points.").replace(".", "_")
+
+
+def document() -> dict:
+    messages, channels, operations = {}, {}, {}
+    for ce_type, model in EVENT_TYPES.items():
+        messages[_message_id(ce_type)] = {
+            "name": model.__name__,
+            "title": ce_type,
+            "summary": (model.__doc__ or "").strip(),
+            "contentType": "application/json",
+            "headers": {**_CE_HEADERS, "properties": {**_CE_HEADERS["properties"],
+                                                      "ce_type": {"type": "string", "const": ce_type}}},
+            "payload": model.model_json_schema(),
+            "bindings": {"kafka": {"key": {"type": "string", "description": "user id"}}},
+        }
+    for topic, ce_types in TOPIC_MESSAGES.items():
+        channel_id = topic.replace(".", "_")
+        channels[channel_id] = {
+            "address": topic,
+            "description": f"Kafka topic {topic}, keyed by user id.",
+            "messages": {_message_id(t): {"$ref": f"#/components/messages/{_message_id(t)}"} for t in ce_types},
+        }
+        operations[f"receive_{channel_id}"] = {
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/{channel_id}"},
+            "summary": f"Downstream consumers read {topic}.",
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {"title": "Points ledger topics", "version": "1.0.0",
+                 "description": "Every record is a CloudEvent in binary mode, keyed by user id."},
+        "servers": {"local": {"host": "127.0.0.1:9092", "protocol": "kafka"}},
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages},
+    }
+
+
+def render() -> str:
+    return json.dumps(document(), indent=2, sort_keys=False) + "\n"
