@@ -37,6 +37,8 @@ class EventSubmitted(Event):
     proof_type: str = "none"
     points: int
     received_at: AwareDatetime
+    # What makes a retry "the same request": see services/ingest/submission.body_hash.
+    body_hash: str
 
 
 class EventDecided(Event):

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     coupon_secret: SecretStr = Field(SecretStr(DEV_COUPON_SECRET), alias="COUPON_SECRET")
     rate_limit_per_hour: int = Field(100, alias="POINTS_RATE_LIMIT_PER_HOUR", ge=1)
 
+    nonce_ttl_hours: float = Field(25.0, alias="POINTS_NONCE_TTL_HOURS", ge=24.1)
+    nonce_cleanup_seconds: float = Field(60.0, alias="POINTS_NONCE_CLEANUP_SECONDS", gt=0)
+
     gateway_host: str = Field("127.0.0.1", alias="POINTS_GATEWAY_HOST")
     gateway_port: int = Field(8000, alias="POINTS_GATEWAY_PORT")
     validator_port: int = Field(8001, alias="POINTS_VALIDATOR_PORT")

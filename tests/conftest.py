@@ -25,6 +25,7 @@ TEST_ENV = {
     "POINTS_GATEWAY_PORT": "18000",
     "POINTS_VALIDATOR_PORT": "18001",
     "POINTS_PROJECTOR_PORT": "18002",
+    "POINTS_NONCE_CLEANUP_SECONDS": "0.5",
 }
 
 
@@ -106,3 +107,21 @@ def token(stack):
         return {"Authorization": f"Bearer {mint_dev_token(stack.settings, sub, role, ttl)}"}
 
     return make
+
+
+@pytest.fixture(scope="session")
+async def second_gateway(stack):
+    """Another gateway process on its own port, sharing Kafka and PostgreSQL with the first."""
+    import sys
+
+    from deploy.launchers.process import ManagedProcess, wait_until
+
+    port = stack.settings.gateway_port + 10
+    process = ManagedProcess("ingest-2", stack.settings.state_dir)
+    process.start([sys.executable, "-m", "services.ingest"],
+                  env={**os.environ, "POINTS_GATEWAY_PORT": str(port)}, cwd=REPO_ROOT)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200, timeout=60, what="second gateway")
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        yield client
+    process.stop()

@@ -1,17 +1,36 @@
 """Bootstrap of the gateway: wires the real adapters unless a test passes its own."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from contextlib import asynccontextmanager
 
 import asyncpg
 from fastapi import FastAPI
 
-from services.ingest import problems
+from prometheus_client import Counter
+
+from services.ingest import claims, problems
 from services.ingest.auth import TokenVerifier
 from services.ingest.limits import BodySizeLimit
 from services.ingest.publisher import KafkaPublisher
 from services.ingest.routers import events, health, me
 from shared.settings import Settings, get_settings
+
+
+log = logging.getLogger("points.ingest")
+NONCES_EXPIRED = Counter("ingest_nonces_expired_total", "Expired nonce claims removed by the cleanup job")
+
+
+async def clean_expired_nonces(pool: asyncpg.Pool, every: float) -> None:
+    """Nonces are kept past the 24-hour event window, then removed; every gateway may run this."""
+    while True:
+        try:
+            NONCES_EXPIRED.inc(await claims.delete_expired(pool))
+        except Exception:
+            log.exception("nonce cleanup failed; will try again")
+        await asyncio.sleep(every)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -22,9 +41,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.pool = await asyncpg.create_pool(settings.dsn, min_size=1, max_size=10)
         app.state.publisher = KafkaPublisher(settings.kafka_bootstrap_servers)
         await app.state.publisher.start()
+        cleanup = asyncio.create_task(clean_expired_nonces(app.state.pool, settings.nonce_cleanup_seconds))
         try:
             yield
         finally:
+            cleanup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await cleanup
             await app.state.publisher.stop()
             await app.state.pool.close()
 

@@ -1,7 +1,9 @@
 """Turning an app's claim into a submitted event. Pure: the clock is passed in."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import hashlib
+import json
+from datetime import datetime, timedelta, timezone
 from uuid import uuid4
 
 from shared.catalogue import lookup
@@ -15,6 +17,15 @@ class Rejected(Exception):
     def __init__(self, slug: str, detail: str, errors: list[dict] | None = None):
         super().__init__(detail)
         self.slug, self.detail, self.errors = slug, detail, errors or []
+
+
+def body_hash(*, event_type: str, event_time: datetime, nonce: str, payload: dict, device_id: str | None) -> str:
+    """Identity of a request for replay checks. The attestation is left out: a retry may carry a fresh one."""
+    canonical = json.dumps(
+        [event_type, event_time.astimezone(timezone.utc).isoformat(), nonce, payload, device_id],
+        sort_keys=True, separators=(",", ":"), default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def accept(*, user_id: str, event_type: str, event_time: datetime, nonce: str, payload: dict,
@@ -33,4 +44,6 @@ def accept(*, user_id: str, event_type: str, event_time: datetime, nonce: str, p
     return EventSubmitted(
         event_id=uuid4(), user_id=user_id, event_type=event_type, event_time=event_time, nonce=nonce,
         payload=payload, device_id=device_id, proof_type=proof_type, points=kind.points, received_at=now,
+        body_hash=body_hash(event_type=event_type, event_time=event_time, nonce=nonce, payload=payload,
+                            device_id=device_id),
     )

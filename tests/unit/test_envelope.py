@@ -11,7 +11,7 @@ NOW = datetime(2026, 11, 26, 10, 0, tzinfo=timezone.utc)
 
 def test_a_record_carries_cloudevents_binary_headers_and_round_trips():
     event = EventSubmitted(event_id=uuid4(), user_id="u1", event_type="habit_completed", event_time=NOW,
-                           nonce="abcdefgh", payload={"habit_id": "h"}, points=10, received_at=NOW)
+                           nonce="abcdefgh", payload={"habit_id": "h"}, points=10, received_at=NOW, body_hash="h")
     record = to_record(event, key="u1", source="/points/ingest")
     headers = dict(record.headers)
     assert headers["ce_specversion"] == b"1.0"
@@ -47,6 +47,6 @@ def test_foreign_or_broken_records_are_reported_as_unreadable(value, headers):
 
 def test_events_are_immutable():
     event = EventSubmitted(event_id=uuid4(), user_id="u1", event_type="habit_completed", event_time=NOW,
-                           nonce="abcdefgh", points=10, received_at=NOW)
+                           nonce="abcdefgh", points=10, received_at=NOW, body_hash="h")
     with pytest.raises(Exception):
         event.points = 1000

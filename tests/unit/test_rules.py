@@ -10,7 +10,7 @@ DEFAULTS = Thresholds()
 
 def submitted(at: datetime, points: int = 10) -> EventSubmitted:
     return EventSubmitted(event_id=uuid4(), user_id="u1", event_type="habit_completed", event_time=at,
-                          nonce="n" * 8, payload={"habit_id": "h"}, points=points, received_at=at)
+                          nonce="n" * 8, payload={"habit_id": "h"}, points=points, received_at=at, body_hash="h")
 
 
 def test_a_users_first_event_is_validated_with_full_trust():

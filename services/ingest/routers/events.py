@@ -8,12 +8,12 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
-from services.ingest.deps import AppUser, Pool, Publisher
+from services.ingest import handlers
+from services.ingest.deps import AppUser, Pool, Publisher, SettingsDep
 from services.ingest.problems import Problem
 from services.ingest.readmodels import event_by_id
 from services.ingest.schemas import EventAccepted, EventView, SubmitEvent
 from services.ingest.submission import Rejected, accept
-from shared import topics
 from shared.events import utcnow
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -21,11 +21,16 @@ log = logging.getLogger("points.ingest")
 
 SUBMITTED = Counter("ingest_events_submitted_total", "Events accepted and stored in Kafka", ["event_type"])
 REFUSED = Counter("ingest_events_refused_total", "Events refused at the gateway", ["reason"])
+DUPLICATES = Counter("ingest_events_duplicate_total", "Retries answered with the first event")
 
 
-@router.post("", status_code=202, response_model=EventAccepted,
-             responses={422: {"description": "Invalid, unknown or stale event"}})
-async def submit_event(body: SubmitEvent, user: AppUser, publisher: Publisher) -> JSONResponse:
+@router.post("", status_code=202, response_model=EventAccepted, responses={
+    200: {"model": EventAccepted, "description": "A retry of an accepted event: the first event id"},
+    422: {"description": "Invalid, unknown or stale event, or a reused nonce"},
+    429: {"description": "Over the hourly limit"},
+    503: {"description": "Kafka unavailable: nothing was stored"}})
+async def submit_event(body: SubmitEvent, user: AppUser, pool: Pool, publisher: Publisher,
+                       settings: SettingsDep) -> JSONResponse:
     """Record what a user did; answered once Kafka has it."""
     try:
         event = accept(
@@ -37,16 +42,18 @@ async def submit_event(body: SubmitEvent, user: AppUser, publisher: Publisher) -
         REFUSED.labels(exc.slug).inc()
         raise Problem(422, exc.slug, exc.detail, title="Unprocessable Content", errors=exc.errors) from exc
     try:
-        await publisher.publish(topics.SUBMITTED, event, key=user.sub)
-    except Exception as exc:  # any broker failure means: not stored, so not acknowledged
-        REFUSED.labels("kafka-unavailable").inc()
-        log.error("points.error", extra={"operation": "publish", "error_message": str(exc)})
-        raise Problem(503, "kafka-unavailable", "The event could not be stored; retry with the same nonce.",
-                      headers={"Retry-After": "1"}) from exc
+        accepted = await handlers.submit_event(event, pool=pool, publisher=publisher, settings=settings)
+    except Problem as problem:
+        REFUSED.labels(problem.slug).inc()
+        raise
+    body_out = EventAccepted(event_id=accepted.event.event_id, duplicate=accepted.duplicate)
+    if accepted.duplicate:
+        DUPLICATES.inc()
+        return JSONResponse(body_out.model_dump(mode="json"), status_code=200, headers=accepted.headers)
     SUBMITTED.labels(event.event_type).inc()
     log.info("points.event.submitted", extra={
         "user_id": user.sub, "event_type": event.event_type, "event_id": str(event.event_id)})
-    return JSONResponse(EventAccepted(event_id=event.event_id).model_dump(mode="json"), status_code=202)
+    return JSONResponse(body_out.model_dump(mode="json"), status_code=202, headers=accepted.headers)
 
 
 @router.get("/{event_id}", response_model=EventView, responses={404: {"description": "No such event of yours"}})

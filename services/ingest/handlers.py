@@ -1,0 +1,63 @@
+"""The gateway's write path: one handler per command, adapters passed in."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+import asyncpg
+
+from services.ingest import claims
+from services.ingest.problems import Problem
+from services.ingest.publisher import KafkaPublisher
+from shared import topics
+from shared.events import EventSubmitted, utcnow
+from shared.settings import Settings
+
+log = logging.getLogger("points.ingest")
+
+# How long a retry waits for the first copy's publish before publishing the same event itself:
+# longer than the producer's own request timeout, so the first copy has failed by then.
+FIRST_PUBLISH_PATIENCE = timedelta(seconds=15)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    event: EventSubmitted
+    duplicate: bool
+    headers: dict[str, str]
+
+
+async def _publish(publisher: KafkaPublisher, pool: asyncpg.Pool, event: EventSubmitted) -> None:
+    try:
+        await publisher.publish(topics.SUBMITTED, event, key=event.user_id)
+    except Exception as exc:  # any broker failure means: not stored, so not acknowledged
+        log.error("points.error", extra={"operation": "publish", "error_message": str(exc)})
+        raise Problem(503, "kafka-unavailable", "The event could not be stored; retry with the same nonce.",
+                      headers={"Retry-After": "1"}) from exc
+    await claims.mark_published(pool, event)
+
+
+async def submit_event(event: EventSubmitted, *, pool: asyncpg.Pool, publisher: KafkaPublisher,
+                       settings: Settings) -> Accepted:
+    outcome = await claims.claim(pool, event, limit=settings.rate_limit_per_hour,
+                                 ttl=timedelta(hours=settings.nonce_ttl_hours))
+    match outcome:
+        case claims.NonceReused():
+            raise Problem(422, "nonce-reused", "This nonce was already used with a different body.",
+                          title="Unprocessable Content",
+                          errors=[{"pointer": "/nonce", "detail": "already used with another body"}])
+        case claims.RateLimited(quota=quota):
+            now = utcnow()
+            raise Problem(429, "rate-limited",
+                          f"At most {quota.limit} events an hour are accepted per user.",
+                          headers={"Retry-After": str(quota.reset_seconds(now)),
+                                   **quota.headers(now, after_accepting=False)})
+        case claims.Duplicate(event=first, published=published, claimed_at=claimed_at):
+            if not published and not await claims.wait_for_first_publish(
+                    pool, first, claimed_at + FIRST_PUBLISH_PATIENCE):
+                await _publish(publisher, pool, first)
+            return Accepted(first, duplicate=True, headers={})
+        case claims.Claimed(quota=quota):
+            await _publish(publisher, pool, event)
+            return Accepted(event, duplicate=False, headers=quota.headers(utcnow(), after_accepting=True))
