@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
-
 import faust
 from prometheus_client import Counter, Histogram
 
 from services.validator.rules import Thresholds, decide
+from services.validator.state import UserState
 from shared import topics
 from shared.envelope import UnreadableRecord, from_record, to_record
 from shared.events import EventSubmitted, utcnow
@@ -21,6 +20,7 @@ DECISIONS = Counter("validator_decisions_total", "Decisions made", ["validation_
 TRUST = Histogram("validator_trust_score", "Trust scores given", buckets=(10, 20, 30, 40, 50, 60, 70, 80, 90, 100))
 LATENCY = Histogram("validator_decision_latency_seconds", "From receipt at the gateway to decision published")
 UNREADABLE = Counter("validator_unreadable_records_total", "Submitted records that could not be read")
+DUPLICATES = Counter("validator_duplicates_skipped_total", "Redelivered submissions already decided")
 RETRIES = Counter("validator_retries_total", "Attempts to decide a record again after a failure")
 
 
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     submitted = app.topic(topics.SUBMITTED, key_serializer="raw", value_serializer="raw")
     ledger = app.topic(topics.LEDGER, key_serializer="raw", value_serializer="raw")
     # Changelog-backed, so a restarted validator resumes with what it knew of each user.
-    last_event_time = app.Table("last-event-time", partitions=settings.topic_partitions)
+    users = app.Table("user-state", partitions=settings.topic_partitions)
     state = {"started": False}
 
     async def handle(record) -> None:
@@ -55,14 +55,18 @@ def create_app(settings: Settings | None = None) -> faust.App:
             return
         if not isinstance(event, EventSubmitted):
             return
-        previous = last_event_time.get(event.user_id)
-        decision = decide(event, datetime.fromisoformat(previous) if previous else None, thresholds)
+        state = UserState.from_dict(users.get(event.user_id))
+        if state.already_decided(event):
+            DUPLICATES.inc()
+            return  # its decision is already in the ledger; deciding again could contradict it
+        decision = decide(event, state.last_event_time, thresholds)
         out = to_record(decision, key=event.user_id, source="/points/validator")
         # Waiting for the broker's ack before acking the input keeps at-least-once honest;
         # the projector applies a decision by event id, so a redelivery changes nothing.
         ack = await ledger.send(key=out.key, value=out.value, headers=out.headers)
         await ack
-        last_event_time[event.user_id] = event.event_time.isoformat()
+        state.remember(event)
+        users[event.user_id] = state.to_dict()
         DECISIONS.labels(decision.validation_status, decision.event_type).inc()
         TRUST.observe(decision.trust_score)
         LATENCY.observe((utcnow() - event.received_at).total_seconds())

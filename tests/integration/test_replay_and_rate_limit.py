@@ -119,3 +119,32 @@ async def test_expired_nonces_are_cleaned_up(db):
 
     await eventually(cleaned, timeout=15)
     assert await db.fetchval("SELECT count(*) FROM used_nonces WHERE user_id = $1", user) == 0
+
+
+async def test_a_submission_delivered_twice_to_kafka_is_decided_once(gateway, token, db, settings):
+    """A publish whose ack was lost is published again by the retry: the validator must not re-decide it."""
+    from services.ingest.publisher import KafkaPublisher
+    from shared import topics
+
+    user = new_user()
+    body = habit_event()
+    event = accept(user_id=user, event_type=body["event_type"],
+                   event_time=datetime.fromisoformat(body["event_time"].replace("Z", "+00:00")),
+                   nonce=body["nonce"], payload=body["payload"], device_id=None, proof_type="none",
+                   now=datetime.now(timezone.utc))
+    publisher = KafkaPublisher(settings.kafka_bootstrap_servers)
+    await publisher.start()
+    try:
+        await publisher.publish(topics.SUBMITTED, event, key=user)
+        await decided_event(gateway, token(user), str(event.event_id))
+        await publisher.publish(topics.SUBMITTED, event, key=user)
+        marker = await gateway.post("/v1/events", json=habit_event(at=spaced(1)[0] + timedelta(seconds=90)),
+                                    headers=token(user))
+        # The marker is decided after the redelivery (same partition), so the redelivery was seen by now.
+        await decided_event(gateway, token(user), marker.json()["event_id"])
+    finally:
+        await publisher.stop()
+
+    decided = await decided_event(gateway, token(user), str(event.event_id))
+    assert decided["validation_status"] == "validated"
+    assert (await gateway.get("/v1/me/points", headers=token(user))).json()["available_points"] == 20
