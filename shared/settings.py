@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     nonce_ttl_hours: float = Field(25.0, alias="POINTS_NONCE_TTL_HOURS", ge=24.1)
     nonce_cleanup_seconds: float = Field(60.0, alias="POINTS_NONCE_CLEANUP_SECONDS", gt=0)
 
+    flags_refresh_seconds: float = Field(2.0, alias="POINTS_FLAGS_REFRESH_SECONDS", gt=0)
+
     gateway_host: str = Field("127.0.0.1", alias="POINTS_GATEWAY_HOST")
     gateway_port: int = Field(8000, alias="POINTS_GATEWAY_PORT")
     validator_port: int = Field(8001, alias="POINTS_VALIDATOR_PORT")

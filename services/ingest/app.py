@@ -13,9 +13,10 @@ from prometheus_client import Counter
 
 from services.ingest import claims, problems
 from services.ingest.auth import TokenVerifier
+from services.ingest.flags import FlagCache
 from services.ingest.limits import BodySizeLimit
 from services.ingest.publisher import KafkaPublisher
-from services.ingest.routers import events, health, me
+from services.ingest.routers import admin, events, health, me
 from shared.settings import Settings, get_settings
 
 
@@ -41,13 +42,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.pool = await asyncpg.create_pool(settings.dsn, min_size=1, max_size=10)
         app.state.publisher = KafkaPublisher(settings.kafka_bootstrap_servers)
         await app.state.publisher.start()
-        cleanup = asyncio.create_task(clean_expired_nonces(app.state.pool, settings.nonce_cleanup_seconds))
+        app.state.flags = FlagCache(app.state.pool, settings.flags_refresh_seconds)
+        await app.state.flags.refresh()
+        background = [asyncio.create_task(clean_expired_nonces(app.state.pool, settings.nonce_cleanup_seconds)),
+                      asyncio.create_task(app.state.flags.run())]
         try:
             yield
         finally:
-            cleanup.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await cleanup
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await app.state.publisher.stop()
             await app.state.pool.close()
 
@@ -61,6 +66,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.verifier = TokenVerifier(settings)
     app.add_middleware(BodySizeLimit)
     problems.install(app)
-    for router in (events.router, me.router, health.router):
+    for router in (events.router, me.router, admin.router, health.router):
         app.include_router(router)
     return app

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.ingest.auth import Principal, TokenVerifier
+from services.ingest.flags import FlagCache, check_write_allowed
 from services.ingest.problems import Problem
 from services.ingest.publisher import KafkaPublisher
 from shared.settings import Settings
@@ -25,6 +26,10 @@ def get_pool(request: Request) -> asyncpg.Pool:
 
 def get_publisher(request: Request) -> KafkaPublisher:
     return request.app.state.publisher
+
+
+def get_flags(request: Request) -> FlagCache:
+    return request.app.state.flags
 
 
 def get_principal(
@@ -49,3 +54,14 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 Publisher = Annotated[KafkaPublisher, Depends(get_publisher)]
 AppUser = Annotated[Principal, Depends(require_role("user"))]
+Admin = Annotated[Principal, Depends(require_role("admin"))]
+FlagsDep = Annotated[FlagCache, Depends(get_flags)]
+
+
+def writes_allowed(user: AppUser, flags: FlagsDep) -> Principal:
+    """The kill switch and the canary, for every write an app user makes."""
+    check_write_allowed(flags.current, user.sub)
+    return user
+
+
+WritingUser = Annotated[Principal, Depends(writes_allowed)]

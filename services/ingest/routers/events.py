@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
 from services.ingest import handlers
-from services.ingest.deps import AppUser, Pool, Publisher, SettingsDep
+from services.ingest.deps import AppUser, Pool, Publisher, SettingsDep, WritingUser
 from services.ingest.problems import Problem
 from services.ingest.readmodels import event_by_id
 from services.ingest.schemas import EventAccepted, EventView, SubmitEvent
@@ -27,9 +27,10 @@ DUPLICATES = Counter("ingest_events_duplicate_total", "Retries answered with the
 @router.post("", status_code=202, response_model=EventAccepted, responses={
     200: {"model": EventAccepted, "description": "A retry of an accepted event: the first event id"},
     422: {"description": "Invalid, unknown or stale event, or a reused nonce"},
+    403: {"description": "Wrong role, or the user is outside the canary rollout"},
     429: {"description": "Over the hourly limit"},
-    503: {"description": "Kafka unavailable: nothing was stored"}})
-async def submit_event(body: SubmitEvent, user: AppUser, pool: Pool, publisher: Publisher,
+    503: {"description": "Kill switch off, or Kafka unavailable: nothing was stored"}})
+async def submit_event(body: SubmitEvent, user: WritingUser, pool: Pool, publisher: Publisher,
                        settings: SettingsDep) -> JSONResponse:
     """Record what a user did; answered once Kafka has it."""
     try:
