@@ -9,7 +9,9 @@ from shared.events import EVENT_TYPES
 TOPIC_MESSAGES = {
     topics.SUBMITTED: ["dev.points.event.submitted.v1"],
     topics.LEDGER: ["dev.points.event.decided.v1"],
-    topics.FRAUD: [],
+    topics.FRAUD: ["dev.points.fraud.insight_raised.v1"],
+    # Dead letters are the original bytes and headers plus points-dlq-* headers, of any type above.
+    topics.DEAD_LETTER: [],
 }
 
 _CE_HEADERS = {

@@ -62,4 +62,24 @@ class EventDecided(Event):
     related_entity_id: str | None = None
 
 
-EVENT_TYPES: dict[str, type[Event]] = {cls.ce_type: cls for cls in (EventSubmitted, EventDecided)}
+Severity = Literal["low", "medium", "high", "critical"]
+
+
+class FraudInsightRaised(Event):
+    """Something about a user's behaviour looks like abuse; the evidence says what."""
+
+    ce_type: ClassVar[str] = "dev.points.fraud.insight_raised.v1"
+
+    insight_id: UUID
+    user_id: str
+    event_id: UUID | None = None
+    insight_type: str
+    severity: Severity
+    score: int = Field(ge=0, le=100)
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    raised_at: AwareDatetime
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.ce_type: cls for cls in (EventSubmitted, EventDecided, FraudInsightRaised)
+}

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from shared.signing import Keyring, Signer
 
 # Known-public values: fine on a laptop, refused anywhere else.
 DEV_JWT_SECRET = "dev-only-points-jwt-secret-change-me-0123456789"
@@ -26,6 +29,11 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr = Field(SecretStr(DEV_JWT_SECRET), alias="POINTS_JWT_SECRET")
     jwks_url: str | None = Field(None, alias="POINTS_JWKS_URL")
     coupon_secret: SecretStr = Field(SecretStr(DEV_COUPON_SECRET), alias="COUPON_SECRET")
+    # Base64 of a raw 32-byte Ed25519 private key; the dev key is refused outside dev.
+    signing_key: SecretStr | None = Field(None, alias="POINTS_SIGNING_KEY")
+    signing_key_id: str = Field("dev-1", alias="POINTS_SIGNING_KEY_ID")
+    # Extra trusted public keys (a JWK set), for keys being rotated out.
+    signing_previous_keys: str | None = Field(None, alias="POINTS_SIGNING_PREVIOUS_KEYS")
     rate_limit_per_hour: int = Field(100, alias="POINTS_RATE_LIMIT_PER_HOUR", ge=1)
 
     nonce_ttl_hours: float = Field(25.0, alias="POINTS_NONCE_TTL_HOURS", ge=24.1)
@@ -54,6 +62,8 @@ class Settings(BaseSettings):
             secret = self.coupon_secret.get_secret_value()
             if secret == DEV_COUPON_SECRET or len(secret) < 32:
                 raise ValueError("COUPON_SECRET must be set to at least 32 characters outside dev")
+            if self.signing_key is None:
+                raise ValueError("POINTS_SIGNING_KEY must be set outside dev")
         return self
 
     @property
@@ -76,6 +86,20 @@ class Settings(BaseSettings):
             "validator": f"http://127.0.0.1:{self.validator_port}/metrics",
             "projector": f"http://127.0.0.1:{self.projector_port}/metrics",
         }
+
+    def signer(self) -> "Signer":
+        import base64
+
+        from shared.signing import DEV_SIGNING_SEED, Signer
+
+        seed = base64.b64decode(self.signing_key.get_secret_value()) if self.signing_key else DEV_SIGNING_SEED
+        return Signer.from_seed(self.signing_key_id, seed)
+
+    def keyring(self) -> "Keyring":
+        from shared.signing import Keyring
+
+        previous = Keyring.from_jwks(self.signing_previous_keys).keys if self.signing_previous_keys else {}
+        return Keyring({**previous, self.signing_key_id: self.signer().public_bytes()})
 
     @property
     def uses_dev_jwt_secret(self) -> bool:

@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import time
 
-import asyncpg
 import httpx
 import pytest
 
@@ -89,7 +88,9 @@ def settings(stack):
 
 @pytest.fixture(scope="session")
 async def db(stack):
-    pool = await asyncpg.create_pool(stack.settings.dsn, min_size=1, max_size=5)
+    from shared.db import create_pool
+
+    pool = await create_pool(stack.settings.dsn, min_size=1, max_size=5)
     yield pool
     await pool.close()
 

@@ -17,6 +17,7 @@ from services.ingest.flags import FlagCache
 from services.ingest.limits import BodySizeLimit
 from services.ingest.publisher import KafkaPublisher
 from services.ingest.routers import admin, events, health, me
+from shared.db import create_pool
 from shared.settings import Settings, get_settings
 
 
@@ -39,8 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.pool = await asyncpg.create_pool(settings.dsn, min_size=1, max_size=10)
-        app.state.publisher = KafkaPublisher(settings.kafka_bootstrap_servers)
+        app.state.pool = await create_pool(settings.dsn, min_size=1, max_size=10)
+        app.state.publisher = KafkaPublisher(settings.kafka_bootstrap_servers, settings.signer())
         await app.state.publisher.start()
         app.state.flags = FlagCache(app.state.pool, settings.flags_refresh_seconds)
         await app.state.flags.refresh()

@@ -8,7 +8,6 @@ very same event (same event id) again, and nothing is counted twice downstream.
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -53,7 +52,7 @@ async def claim(pool: asyncpg.Pool, event: EventSubmitted, *, limit: int, ttl: t
         if existing is not None:
             if existing["body_hash"] != event.body_hash:
                 return NonceReused()
-            return Duplicate(EventSubmitted.model_validate(json.loads(existing["record"])),
+            return Duplicate(EventSubmitted.model_validate(existing["record"]),
                              published=existing["published_at"] is not None, claimed_at=existing["created_at"])
         window = await conn.fetchrow(
             "SELECT count(*) AS used, min(created_at) AS oldest FROM used_nonces "
@@ -67,7 +66,7 @@ async def claim(pool: asyncpg.Pool, event: EventSubmitted, *, limit: int, ttl: t
             "INSERT INTO used_nonces (user_id, nonce, event_id, body_hash, created_at, expires_at, record) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7)",
             event.user_id, event.nonce, event.event_id, event.body_hash, event.received_at,
-            event.received_at + ttl, event.model_dump_json(),
+            event.received_at + ttl, event.model_dump(mode="json"),
         )
         return Claimed(quota)
 

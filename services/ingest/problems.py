@@ -1,6 +1,7 @@
 """RFC 9457 problem documents for every error the gateway returns."""
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from typing import Any
 
@@ -48,6 +49,12 @@ def install(app: FastAPI) -> None:
         ]
         return problem_response(422, "validation-error", "The request does not match the schema.",
                                 title="Unprocessable Content", errors=errors)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logging.getLogger("points.ingest").error("points.error", exc_info=exc,
+                                                 extra={"operation": "request", "error_message": str(exc)})
+        return problem_response(500, "internal-error", "Something went wrong on our side.")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -5,12 +5,14 @@ from aiokafka import AIOKafkaProducer
 
 from shared.envelope import to_record
 from shared.events import Event
+from shared.signing import Signer
 
 SOURCE = "/points/ingest"
 
 
 class KafkaPublisher:
-    def __init__(self, bootstrap: str):
+    def __init__(self, bootstrap: str, signer: Signer):
+        self._signer = signer
         # acks=all + idempotence: a broker-acknowledged record survives, and a retried send
         # inside the producer cannot write it twice.
         self._producer = AIOKafkaProducer(
@@ -28,5 +30,5 @@ class KafkaPublisher:
         await self._producer.stop()
 
     async def publish(self, topic: str, event: Event, *, key: str) -> None:
-        record = to_record(event, key=key, source=SOURCE)
+        record = self._signer.sign(to_record(event, key=key, source=SOURCE))
         await self._producer.send_and_wait(topic, record.value, key=record.key, headers=record.headers)

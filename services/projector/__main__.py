@@ -5,11 +5,10 @@ import asyncio
 import logging
 import signal
 
-import asyncpg
-
 from services.projector.consumer import Projector
 from services.projector.schema import apply_migrations
 from shared import logs
+from shared.db import create_pool
 from shared.ops_http import start_ops_server
 from shared.settings import get_settings
 
@@ -19,8 +18,8 @@ log = logging.getLogger("points.projector")
 async def main() -> None:
     settings = get_settings()
     await asyncio.to_thread(apply_migrations, settings.dsn)
-    pool = await asyncpg.create_pool(settings.dsn, min_size=1, max_size=4)
-    projector = Projector(settings.kafka_bootstrap_servers, pool)
+    pool = await create_pool(settings.dsn, min_size=1, max_size=4)
+    projector = Projector(settings.kafka_bootstrap_servers, pool, settings.keyring())
     await projector.start()
     ops = await start_ops_server("127.0.0.1", settings.projector_port, ready=lambda: projector.running)
 

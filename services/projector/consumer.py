@@ -9,18 +9,21 @@ import asyncio
 import logging
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.projector import store
 from services.projector.projection import Position, project
 from shared import topics
+from shared.deadletter import dead_letter
 from shared.envelope import UnreadableRecord, from_record
+from shared.signing import BadSignature, Keyring
 
 log = logging.getLogger("points.projector")
 
 RECORDS = Counter("projector_records_total", "Log records applied to the read models", ["topic"])
-UNREADABLE = Counter("projector_unreadable_records_total", "Records skipped as unreadable", ["topic"])
+UNREADABLE = Counter("projector_dead_lettered_records_total", "Unsigned or unreadable records set aside",
+                     ["topic"])
 BATCH_SECONDS = Histogram("projector_batch_seconds", "Time to apply one batch in PostgreSQL")
 LAG = Gauge("projector_lag_records", "Records behind the end of the log", ["topic", "partition"])
 
@@ -45,9 +48,11 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):
 
 
 class Projector:
-    def __init__(self, bootstrap: str, pool: asyncpg.Pool, group: str = GROUP,
-                 subscribed: tuple[str, ...] = (topics.SUBMITTED, topics.LEDGER)):
+    def __init__(self, bootstrap: str, pool: asyncpg.Pool, keyring: Keyring, group: str = GROUP,
+                 subscribed: tuple[str, ...] = (topics.SUBMITTED, topics.LEDGER, topics.FRAUD)):
         self.pool = pool
+        self.keyring = keyring
+        self.dead_letters = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
         self.group = group
         self.subscribed = subscribed
         self.consumer = AIOKafkaConsumer(
@@ -61,6 +66,7 @@ class Projector:
         self.running = False
 
     async def start(self) -> None:
+        await self.dead_letters.start()
         await self.consumer.start()
         self.consumer.subscribe(list(self.subscribed),
                                 listener=_SeekToStoredOffsets(self.consumer, self.pool, self.group))
@@ -69,6 +75,7 @@ class Projector:
     async def stop(self) -> None:
         self.running = False
         await self.consumer.stop()
+        await self.dead_letters.stop()
 
     async def run(self) -> None:
         while self.running:
@@ -82,11 +89,10 @@ class Projector:
         for tp, messages in batches.items():
             for message in messages:
                 try:
+                    self.keyring.verify(message.key, message.value, message.headers)
                     event = from_record(message.key, message.value, message.headers)
-                except UnreadableRecord as exc:
-                    UNREADABLE.labels(tp.topic).inc()
-                    log.warning("skipping unreadable record", extra={
-                        "topic": tp.topic, "partition": tp.partition, "offset": message.offset, "error": str(exc)})
+                except (BadSignature, UnreadableRecord) as exc:
+                    await self._dead_letter(tp, message, exc)
                     continue
                 row = project(event, Position(tp.topic, tp.partition, message.offset))
                 if row is not None:
@@ -96,6 +102,16 @@ class Projector:
             await store.apply_batch(self.pool, self.group, rows, next_offsets)
         for tp, messages in batches.items():
             RECORDS.labels(tp.topic).inc(len(messages))
+
+    async def _dead_letter(self, tp: TopicPartition, message, exc: Exception) -> None:
+        """An untrusted or unreadable record is set aside, never applied, and never stalls the partition."""
+        UNREADABLE.labels(tp.topic).inc()
+        log.warning("dead-lettering a record", extra={
+            "topic": tp.topic, "partition": tp.partition, "offset": message.offset, "error": str(exc)})
+        letter = dead_letter(message.key, message.value, message.headers, reason=str(exc), topic=tp.topic,
+                             partition=tp.partition, offset=message.offset, service="projector")
+        await self.dead_letters.send_and_wait(topics.DEAD_LETTER, letter.value, key=letter.key,
+                                              headers=letter.headers)
 
     async def _report_lag(self) -> None:
         for tp in self.consumer.assignment():

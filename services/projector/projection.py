@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from shared.events import Event, EventDecided, EventSubmitted
+from shared.events import Event, EventDecided, EventSubmitted, FraudInsightRaised
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,26 @@ class EventRow:
         )
 
 
-def project(event: Event, at: Position) -> EventRow | None:
+@dataclass(frozen=True)
+class InsightRow:
+    id: UUID
+    user_id: str
+    event_id: UUID | None
+    insight_type: str
+    severity: str
+    score: int
+    evidence: dict
+    created_at: datetime
+
+    def as_tuple(self) -> tuple:
+        return (self.id, self.user_id, self.event_id, self.insight_type, self.severity, self.score,
+                self.evidence, self.created_at)
+
+
+Row = EventRow | InsightRow
+
+
+def project(event: Event, at: Position) -> Row | None:
     if isinstance(event, EventSubmitted):
         return EventRow(
             id=event.event_id, user_id=event.user_id, event_type=event.event_type,
@@ -67,4 +86,8 @@ def project(event: Event, at: Position) -> EventRow | None:
             source_topic=at.topic, source_partition=at.partition, source_offset=at.offset,
             authoritative=True,
         )
+    if isinstance(event, FraudInsightRaised):
+        return InsightRow(id=event.insight_id, user_id=event.user_id, event_id=event.event_id,
+                          insight_type=event.insight_type, severity=event.severity, score=event.score,
+                          evidence=event.evidence, created_at=event.raised_at)
     return None

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 
 import asyncpg
 
-from services.projector.projection import EventRow
+from services.projector.projection import EventRow, InsightRow, Row
 
 _COLUMNS = (
     "id, user_id, event_type, event_time, points_delta, proof_type, validation_status, trust_score, "
@@ -29,18 +29,24 @@ async def load_offsets(pool: asyncpg.Pool, group: str) -> dict[tuple[str, int], 
 
 
 async def apply_batch(
-    pool: asyncpg.Pool, group: str, rows: Iterable[EventRow], next_offsets: dict[tuple[str, int], int]
+    pool: asyncpg.Pool, group: str, rows: Iterable[Row], next_offsets: dict[tuple[str, int], int]
 ) -> None:
     """Write a batch of rows, refresh the touched balances, and record how far we read, atomically."""
     rows = list(rows)
+    events = [r for r in rows if isinstance(r, EventRow)]
+    insights = [r.as_tuple() for r in rows if isinstance(r, InsightRow)]
     async with pool.acquire() as conn, conn.transaction():
-        gaps = [r.as_tuple() for r in rows if not r.authoritative]
-        decisions = [r.as_tuple() for r in rows if r.authoritative]
+        gaps = [r.as_tuple() for r in events if not r.authoritative]
+        decisions = [r.as_tuple() for r in events if r.authoritative]
         if gaps:
             await conn.executemany(_INSERT_IF_ABSENT, gaps)
         if decisions:
             await conn.executemany(_UPSERT, decisions)
-        users = sorted({r.user_id for r in rows})
+        if insights:
+            await conn.executemany(
+                "INSERT INTO fraud_insights (id, user_id, event_id, insight_type, severity, score, evidence, "
+                "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING", insights)
+        users = sorted({r.user_id for r in events})
         if users:
             await conn.execute("SELECT refresh_user_points_cache(u) FROM unnest($1::text[]) AS u", users)
         await conn.executemany(

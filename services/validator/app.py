@@ -3,23 +3,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 import faust
 from prometheus_client import Counter, Histogram
 
-from services.validator.rules import Thresholds, decide
+from services.validator.rules import Thresholds, decide, insights_for, untrusted_record
 from services.validator.state import UserState
 from shared import topics
+from shared.deadletter import dead_letter
 from shared.envelope import UnreadableRecord, from_record, to_record
 from shared.events import EventSubmitted, utcnow
 from shared.ops_http import start_ops_server
 from shared.settings import Settings, get_settings
+from shared.signing import BadSignature
 
 log = logging.getLogger("points.validator")
+SOURCE = "/points/validator"
 
 DECISIONS = Counter("validator_decisions_total", "Decisions made", ["validation_status", "event_type"])
 TRUST = Histogram("validator_trust_score", "Trust scores given", buckets=(10, 20, 30, 40, 50, 60, 70, 80, 90, 100))
 LATENCY = Histogram("validator_decision_latency_seconds", "From receipt at the gateway to decision published")
-UNREADABLE = Counter("validator_unreadable_records_total", "Submitted records that could not be read")
+UNTRUSTED = Counter("validator_untrusted_records_total", "Submitted records dead-lettered", ["reason"])
 DUPLICATES = Counter("validator_duplicates_skipped_total", "Redelivered submissions already decided")
 RETRIES = Counter("validator_retries_total", "Attempts to decide a record again after a failure")
 
@@ -42,16 +46,37 @@ def create_app(settings: Settings | None = None) -> faust.App:
     )
     submitted = app.topic(topics.SUBMITTED, key_serializer="raw", value_serializer="raw")
     ledger = app.topic(topics.LEDGER, key_serializer="raw", value_serializer="raw")
+    fraud = app.topic(topics.FRAUD, key_serializer="raw", value_serializer="raw")
+    dead_letters = app.topic(topics.DEAD_LETTER, key_serializer="raw", value_serializer="raw")
+    signer, keyring = settings.signer(), settings.keyring()
     # Changelog-backed, so a restarted validator resumes with what it knew of each user.
     users = app.Table("user-state", partitions=settings.topic_partitions)
     state = {"started": False}
 
+    async def publish(topic, event, key: str) -> None:
+        out = signer.sign(to_record(event, key=key, source=SOURCE))
+        # Waiting for the broker's ack before acking the input keeps at-least-once honest.
+        await (await topic.send(key=out.key, value=out.value, headers=out.headers))
+
     async def handle(record) -> None:
+        message = record.message
+        key = message.key or b""
+        headers = list(message.headers.items() if isinstance(message.headers, Mapping) else message.headers or [])
         try:
-            event = from_record(record.key, record.value, record.headers.items())
-        except UnreadableRecord as exc:
-            UNREADABLE.inc()
-            log.warning("skipping unreadable submission", extra={"error": str(exc)})
+            keyring.verify(message.key, message.value, headers)
+            event = from_record(message.key, message.value, headers)
+        except (BadSignature, UnreadableRecord) as exc:
+            UNTRUSTED.labels(type(exc).__name__).inc()
+            letter = dead_letter(message.key, message.value, headers, reason=str(exc),
+                                 topic=message.topic, partition=message.partition, offset=message.offset,
+                                 service="validator")
+            await (await dead_letters.send(key=letter.key, value=letter.value, headers=letter.headers))
+            user = key.decode(errors="replace") or "unknown"
+            insight = untrusted_record(user, str(exc), f"{message.topic}/{message.partition}/{message.offset}")
+            await publish(fraud, insight, user)
+            log.warning("points.fraud.detected", extra={
+                "user_id": user, "insight_type": insight.insight_type, "severity": insight.severity,
+                "score": insight.score})
             return
         if not isinstance(event, EventSubmitted):
             return
@@ -60,11 +85,14 @@ def create_app(settings: Settings | None = None) -> faust.App:
             DUPLICATES.inc()
             return  # its decision is already in the ledger; deciding again could contradict it
         decision = decide(event, state.last_event_time, thresholds)
-        out = to_record(decision, key=event.user_id, source="/points/validator")
-        # Waiting for the broker's ack before acking the input keeps at-least-once honest;
-        # the projector applies a decision by event id, so a redelivery changes nothing.
-        ack = await ledger.send(key=out.key, value=out.value, headers=out.headers)
-        await ack
+        # Insights first: if we crash between the two, the redelivery raises them again (harmless),
+        # whereas a decision published first would make the redelivery skip them.
+        for insight in insights_for(event, decision):
+            await publish(fraud, insight, event.user_id)
+            log.warning("points.fraud.detected", extra={
+                "user_id": event.user_id, "insight_type": insight.insight_type, "severity": insight.severity,
+                "score": insight.score})
+        await publish(ledger, decision, event.user_id)
         state.remember(event)
         users[event.user_id] = state.to_dict()
         DECISIONS.labels(decision.validation_status, decision.event_type).inc()

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from uuid import uuid4
 
-from shared.events import EventDecided, EventSubmitted, ValidationStatus, utcnow
+from shared.events import EventDecided, EventSubmitted, FraudInsightRaised, ValidationStatus, utcnow
 
 RULE_SET = "spacing-v1"
+RAPID_FIRE = "rapid_fire_events"
 VALIDATOR = "validator"
 
 
@@ -28,7 +30,7 @@ def score(event: EventSubmitted, previous_event_time: datetime | None, threshold
     if previous_event_time is not None:
         spacing = abs((event.event_time - previous_event_time).total_seconds())
         if spacing < thresholds.min_spacing_seconds:
-            return Score(20, (f"events_spaced_under_{thresholds.min_spacing_seconds:g}s",))
+            return Score(20, (RAPID_FIRE,))
     return Score(100, ())
 
 
@@ -55,4 +57,25 @@ def decide(event: EventSubmitted, previous_event_time: datetime | None, threshol
         rule_set=RULE_SET,
         validated_by=VALIDATOR,
         decided_at=utcnow(),
+    )
+
+
+def insights_for(event: EventSubmitted, decision: EventDecided) -> list[FraudInsightRaised]:
+    """The fraud insights a decision raises, with the evidence behind them."""
+    if RAPID_FIRE not in decision.reasons:
+        return []
+    return [FraudInsightRaised(
+        insight_id=uuid4(), user_id=event.user_id, event_id=event.event_id, insight_type=RAPID_FIRE,
+        severity="high", score=decision.trust_score,
+        evidence={"event_type": event.event_type, "event_time": event.event_time.isoformat(),
+                  "reasons": list(decision.reasons)},
+        raised_at=decision.decided_at,
+    )]
+
+
+def untrusted_record(user_id: str, reason: str, source: str) -> FraudInsightRaised:
+    """A record on our topics that our keys did not sign: someone is writing to Kafka who should not."""
+    return FraudInsightRaised(
+        insight_id=uuid4(), user_id=user_id, insight_type="bad_signature", severity="critical", score=0,
+        evidence={"reason": reason, "source": source}, raised_at=utcnow(),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from shared.catalogue import CATALOGUE
-from tests.helpers import BALANCE_DISCREPANCIES, decided_event, habit_event, new_user, spaced
+from tests.helpers import BALANCE_DISCREPANCIES, decided_event, eventually, habit_event, new_user, spaced
 
 pytestmark = pytest.mark.integration
 
@@ -57,8 +57,10 @@ async def test_history_lists_a_users_events_newest_first_across_pages(gateway, t
     assert all(item["validation_status"] == "validated" for item in first["items"] + second["items"])
 
 
-async def test_events_spaced_under_a_second_are_rejected_with_a_low_trust_score(gateway, token):
-    headers = token(new_user())
+async def test_events_spaced_under_a_second_are_rejected_and_raise_a_fraud_insight(gateway, token, db):
+    """The guide's "Test Fraud Detection": trust below 30, rejected, and a fraud_insights row."""
+    user = new_user()
+    headers = token(user)
     at = spaced(1)[0]
     first = await gateway.post("/v1/events", json=habit_event(at=at), headers=headers)
     await decided_event(gateway, headers, first.json()["event_id"])
@@ -70,6 +72,13 @@ async def test_events_spaced_under_a_second_are_rejected_with_a_low_trust_score(
     assert event["reasons"]
     balance = (await gateway.get("/v1/me/points", headers=headers)).json()
     assert balance["available_points"] == CATALOGUE["habit_completed"].points
+
+    async def insight():
+        return await db.fetchrow("SELECT * FROM fraud_insights WHERE user_id = $1", user)
+
+    row = await eventually(insight)
+    assert row["insight_type"] == "rapid_fire_events" and row["score"] < 30
+    assert str(row["event_id"]) == second.json()["event_id"]
 
 
 async def test_a_user_cannot_read_another_users_event(gateway, token):

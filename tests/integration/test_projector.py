@@ -47,7 +47,7 @@ async def publish(settings, topic: str, events: list[EventDecided]) -> None:
     await producer.start()
     try:
         for event in events:
-            record = to_record(event, key=event.user_id, source="/tests")
+            record = settings.signer().sign(to_record(event, key=event.user_id, source="/tests"))
             await producer.send_and_wait(topic, record.value, key=record.key, headers=record.headers)
     finally:
         await producer.stop()
@@ -77,11 +77,11 @@ async def test_a_restarted_projector_resumes_from_its_stored_offsets_without_dou
         settings, db, private_topic):
     user, group = new_user(), f"test-projector-{uuid.uuid4().hex[:8]}"
     await publish(settings, private_topic, [decision(user, 10) for _ in range(7)])
-    await run_until(Projector(settings.kafka_bootstrap_servers, db, group, (private_topic,)), db, group, 7)
+    await run_until(Projector(settings.kafka_bootstrap_servers, db, settings.keyring(), group, (private_topic,)), db, group, 7)
     assert await balance(db, user) == 70
 
     await publish(settings, private_topic, [decision(user, 5) for _ in range(3)])
-    await run_until(Projector(settings.kafka_bootstrap_servers, db, group, (private_topic,)), db, group, 10)
+    await run_until(Projector(settings.kafka_bootstrap_servers, db, settings.keyring(), group, (private_topic,)), db, group, 10)
 
     assert await balance(db, user) == 85
     assert await db.fetchval("SELECT count(*) FROM points_events WHERE user_id = $1", user) == 10
@@ -91,13 +91,13 @@ async def test_replaying_the_log_from_offset_zero_gives_the_same_rows(settings, 
     user, group = new_user(), f"test-projector-{uuid.uuid4().hex[:8]}"
     await publish(settings, private_topic,
                   [decision(user, 10), decision(user, 20, "rejected"), decision(user, 30), decision(user, 1)])
-    await run_until(Projector(settings.kafka_bootstrap_servers, db, group, (private_topic,)), db, group, 4)
+    await run_until(Projector(settings.kafka_bootstrap_servers, db, settings.keyring(), group, (private_topic,)), db, group, 4)
     query = "SELECT * FROM points_events WHERE user_id = $1 ORDER BY id"
     before = [dict(r) for r in await db.fetch(query, user)]
     cache_before = await balance(db, user)
 
     await db.execute("DELETE FROM projector_offsets WHERE consumer_group = $1", group)
-    await run_until(Projector(settings.kafka_bootstrap_servers, db, group, (private_topic,)), db, group, 4)
+    await run_until(Projector(settings.kafka_bootstrap_servers, db, settings.keyring(), group, (private_topic,)), db, group, 4)
 
     assert [dict(r) for r in await db.fetch(query, user)] == before
     assert await balance(db, user) == cache_before == 41

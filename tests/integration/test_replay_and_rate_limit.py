@@ -95,7 +95,7 @@ async def test_a_claim_whose_publish_never_happened_is_published_by_the_retry(ga
         "INSERT INTO used_nonces (user_id, nonce, event_id, body_hash, created_at, expires_at, record) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7)",
         user, lost.nonce, lost.event_id, lost.body_hash, lost.received_at, lost.received_at + timedelta(hours=25),
-        lost.model_dump_json())
+        lost.model_dump(mode="json"))
 
     retry = await gateway.post("/v1/events", json=body, headers=token(user))
 
@@ -111,7 +111,7 @@ async def test_expired_nonces_are_cleaned_up(db):
     past = datetime.now(timezone.utc) - timedelta(hours=30)
     await db.execute(
         "INSERT INTO used_nonces (user_id, nonce, event_id, body_hash, created_at, expires_at, record) "
-        "VALUES ($1, 'expired-nonce', gen_random_uuid(), 'h', $2, $3, '{}')",
+        "VALUES ($1, 'expired-nonce', gen_random_uuid(), 'h', $2, $3, '{}'::jsonb)",
         user, past, past + timedelta(hours=25))
 
     async def cleaned():
@@ -132,7 +132,7 @@ async def test_a_submission_delivered_twice_to_kafka_is_decided_once(gateway, to
                    event_time=datetime.fromisoformat(body["event_time"].replace("Z", "+00:00")),
                    nonce=body["nonce"], payload=body["payload"], device_id=None, proof_type="none",
                    now=datetime.now(timezone.utc))
-    publisher = KafkaPublisher(settings.kafka_bootstrap_servers)
+    publisher = KafkaPublisher(settings.kafka_bootstrap_servers, settings.signer())
     await publisher.start()
     try:
         await publisher.publish(topics.SUBMITTED, event, key=user)

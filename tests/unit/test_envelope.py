@@ -25,7 +25,7 @@ def test_a_record_carries_cloudevents_binary_headers_and_round_trips():
 def test_a_decision_round_trips_with_its_reasons():
     event = EventDecided(event_id=uuid4(), user_id="u1", event_type="habit_completed", event_time=NOW,
                          points_delta=10, proof_type="none", validation_status="rejected", trust_score=20,
-                         reasons=("events_spaced_under_1s",), rule_set="r", validated_by="validator",
+                         reasons=("rapid_fire_events",), rule_set="r", validated_by="validator",
                          decided_at=NOW)
     record = to_record(event, key="u1", source="/points/validator")
     assert from_record(record.key, record.value, record.headers) == event

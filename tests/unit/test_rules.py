@@ -22,7 +22,7 @@ def test_an_event_under_a_second_after_the_previous_one_is_rejected_with_a_reaso
     decision = decide(submitted(T0 + timedelta(milliseconds=400)), T0, DEFAULTS)
     assert decision.validation_status == "rejected"
     assert decision.trust_score < 30
-    assert decision.reasons == ("events_spaced_under_1s",)
+    assert decision.reasons == ("rapid_fire_events",)
 
 
 def test_an_event_a_second_or_more_after_the_previous_one_is_validated():

@@ -1,3 +1,4 @@
+import base64
 import time
 
 import jwt
@@ -30,7 +31,16 @@ def test_production_starts_with_real_secrets(monkeypatch):
     monkeypatch.setenv("POINTS_ENV", "prod")
     monkeypatch.setenv("POINTS_JWT_SECRET", REAL_SECRET)
     monkeypatch.setenv("COUPON_SECRET", REAL_SECRET)
+    monkeypatch.setenv("POINTS_SIGNING_KEY", base64.b64encode(bytes(range(32))).decode())
     assert Settings().env == "prod"
+
+
+def test_production_refuses_to_sign_with_the_dev_key(monkeypatch):
+    monkeypatch.setenv("POINTS_ENV", "prod")
+    monkeypatch.setenv("POINTS_JWT_SECRET", REAL_SECRET)
+    monkeypatch.setenv("COUPON_SECRET", REAL_SECRET)
+    with pytest.raises(ValidationError, match="POINTS_SIGNING_KEY"):
+        Settings()
 
 
 def test_a_dev_token_carries_subject_and_role():

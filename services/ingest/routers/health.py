@@ -27,6 +27,13 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
 
+@router.get("/.well-known/points-signing-keys")
+async def signing_keys(request: Request) -> JSONResponse:
+    """The Ed25519 public keys (JWK set) that verify the records this system publishes."""
+    return JSONResponse(request.app.state.settings.keyring().jwks(),
+                        headers={"Cache-Control": "public, max-age=300"})
+
+
 @router.get("/metrics")
 async def metrics() -> Response:
     """Prometheus text format."""
