@@ -8,10 +8,30 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 TYPE_BASE = "https://points.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
+
+
+class ProblemDocument(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = Field(examples=[TYPE_BASE + "validation-error"])
+    title: str
+    status: int = Field(ge=400, le=599)
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problem documents a route can answer with."""
+    return {status: {"model": ProblemDocument, "description": HTTPStatus(status).phrase} for status in statuses}
+
+
+# Every authenticated route can answer these.
+COMMON_PROBLEMS = problem_responses(400, 401, 403, 413, 422, 500)
 
 
 class Problem(Exception):
@@ -34,7 +54,29 @@ _SLUGS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-f
           405: "method-not-allowed", 413: "payload-too-large", 415: "unsupported-media-type"}
 
 
+def _problems_as_problem_json(app: FastAPI) -> None:
+    """FastAPI documents every response as application/json; ours are application/problem+json."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                for status, response in operation.get("responses", {}).items():
+                    content = response.get("content", {})
+                    if status[:1] in "45" and "application/json" in content:
+                        content[MEDIA_TYPE] = content.pop("application/json")
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
+
+
 def install(app: FastAPI) -> None:
+    _problems_as_problem_json(app)
+
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.slug, exc.detail, title=exc.title, headers=exc.headers, **exc.extra)

@@ -8,8 +8,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.ingest import flags as flag_store
 from services.ingest.deps import Admin, FlagsDep, Pool
+from services.ingest.problems import COMMON_PROBLEMS
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=COMMON_PROBLEMS)
 log = logging.getLogger("points.ingest")
 
 

@@ -10,13 +10,13 @@ from prometheus_client import Counter
 
 from services.ingest import handlers
 from services.ingest.deps import AppUser, Pool, Publisher, SettingsDep, WritingUser
-from services.ingest.problems import Problem
+from services.ingest.problems import COMMON_PROBLEMS, Problem, problem_responses
 from services.ingest.readmodels import event_by_id
 from services.ingest.schemas import EventAccepted, EventView, SubmitEvent
 from services.ingest.submission import Rejected, accept
 from shared.events import utcnow
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
+router = APIRouter(prefix="/v1/events", tags=["events"], responses=COMMON_PROBLEMS)
 log = logging.getLogger("points.ingest")
 
 SUBMITTED = Counter("ingest_events_submitted_total", "Events accepted and stored in Kafka", ["event_type"])
@@ -26,10 +26,7 @@ DUPLICATES = Counter("ingest_events_duplicate_total", "Retries answered with the
 
 @router.post("", status_code=202, response_model=EventAccepted, responses={
     200: {"model": EventAccepted, "description": "A retry of an accepted event: the first event id"},
-    422: {"description": "Invalid, unknown or stale event, or a reused nonce"},
-    403: {"description": "Wrong role, or the user is outside the canary rollout"},
-    429: {"description": "Over the hourly limit"},
-    503: {"description": "Kill switch off, or Kafka unavailable: nothing was stored"}})
+    **problem_responses(413, 429, 503)})
 async def submit_event(body: SubmitEvent, user: WritingUser, pool: Pool, publisher: Publisher,
                        settings: SettingsDep) -> JSONResponse:
     """Record what a user did; answered once Kafka has it."""
@@ -57,7 +54,7 @@ async def submit_event(body: SubmitEvent, user: WritingUser, pool: Pool, publish
     return JSONResponse(body_out.model_dump(mode="json"), status_code=202, headers=accepted.headers)
 
 
-@router.get("/{event_id}", response_model=EventView, responses={404: {"description": "No such event of yours"}})
+@router.get("/{event_id}", response_model=EventView, responses=problem_responses(404))
 async def get_event(event_id: UUID, user: AppUser, pool: Pool) -> EventView:
     """One of your events with its decision."""
     row = await event_by_id(pool, user.sub, event_id)

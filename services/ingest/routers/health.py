@@ -2,19 +2,26 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", responses={200: {"content": {"application/json": {"schema": {
+    "type": "object", "properties": {"status": {"type": "string"}}}}}}})
 async def healthz() -> dict:
     """The process is up."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, bool]
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness, "description": "Not ready"}})
 async def readyz(request: Request) -> JSONResponse:
     """Kafka producer started and PostgreSQL answering."""
     state = request.app.state
@@ -27,14 +34,16 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
 
-@router.get("/.well-known/points-signing-keys")
+@router.get("/.well-known/points-signing-keys", responses={200: {"content": {"application/json": {"schema": {
+    "type": "object", "required": ["keys"], "properties": {"keys": {"type": "array", "items": {"type": "object"}}}}}}}})
 async def signing_keys(request: Request) -> JSONResponse:
     """The Ed25519 public keys (JWK set) that verify the records this system publishes."""
     return JSONResponse(request.app.state.settings.keyring().jwks(),
                         headers={"Cache-Control": "public, max-age=300"})
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
 async def metrics() -> Response:
     """Prometheus text format."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

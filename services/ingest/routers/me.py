@@ -11,11 +11,11 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from services.ingest.deps import AppUser, Pool
-from services.ingest.problems import Problem
+from services.ingest.problems import COMMON_PROBLEMS, Problem
 from services.ingest.readmodels import balance, history
 from services.ingest.schemas import Balance, HistoryItem, HistoryPage
 
-router = APIRouter(prefix="/v1/me", tags=["me"])
+router = APIRouter(prefix="/v1/me", tags=["me"], responses=COMMON_PROBLEMS)
 
 
 def _encode_cursor(event_time: datetime, event_id: UUID) -> str:
