@@ -8,6 +8,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 ValidationStatus = Literal["pending", "validated", "rejected", "pending_review"]
+AttestationVerdict = Literal["valid", "invalid", "absent", "unverifiable"]
 
 
 def utcnow() -> datetime:
@@ -35,6 +36,9 @@ class EventSubmitted(Event):
     payload: dict[str, Any] = Field(default_factory=dict)
     device_id: str | None = None
     proof_type: str = "none"
+    # The gateway's reading of the device attestation: a trust signal for the validator.
+    attestation: AttestationVerdict = "absent"
+    attestation_reasons: tuple[str, ...] = ()
     points: int
     received_at: AwareDatetime
     # What makes a retry "the same request": see services/ingest/submission.body_hash.

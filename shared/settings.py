@@ -1,6 +1,7 @@
 """The one settings class every process reads its configuration from."""
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -34,6 +35,15 @@ class Settings(BaseSettings):
     signing_key_id: str = Field("dev-1", alias="POINTS_SIGNING_KEY_ID")
     # Extra trusted public keys (a JWK set), for keys being rotated out.
     signing_previous_keys: str | None = Field(None, alias="POINTS_SIGNING_PREVIOUS_KEYS")
+    # Device attestation; each platform is verified only when configured (see services/ingest/attestation).
+    attestation_required: bool = Field(False, alias="POINTS_ATTESTATION_REQUIRED")
+    app_attest_app_id: str | None = Field(None, alias="APP_ATTEST_APP_ID", description="TEAMID.bundle.id")
+    app_attest_environment: Literal["development", "production"] = Field("production", alias="APP_ATTEST_ENVIRONMENT")
+    # Only for replaying recorded attestations in tests: refused in prod.
+    app_attest_verify_at: datetime | None = Field(None, alias="APP_ATTEST_VERIFY_AT")
+    play_integrity_package: str | None = Field(None, alias="PLAY_INTEGRITY_PACKAGE_NAME")
+    play_integrity_decryption_key: SecretStr | None = Field(None, alias="PLAY_INTEGRITY_DECRYPTION_KEY")
+    play_integrity_verification_key: str | None = Field(None, alias="PLAY_INTEGRITY_VERIFICATION_KEY")
     rate_limit_per_hour: int = Field(100, alias="POINTS_RATE_LIMIT_PER_HOUR", ge=1)
 
     nonce_ttl_hours: float = Field(25.0, alias="POINTS_NONCE_TTL_HOURS", ge=24.1)
@@ -64,6 +74,8 @@ class Settings(BaseSettings):
                 raise ValueError("COUPON_SECRET must be set to at least 32 characters outside dev")
             if self.signing_key is None:
                 raise ValueError("POINTS_SIGNING_KEY must be set outside dev")
+            if self.app_attest_verify_at is not None:
+                raise ValueError("APP_ATTEST_VERIFY_AT is for tests only")
         return self
 
     @property

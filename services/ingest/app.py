@@ -16,7 +16,7 @@ from services.ingest.auth import TokenVerifier
 from services.ingest.flags import FlagCache
 from services.ingest.limits import BodySizeLimit
 from services.ingest.publisher import KafkaPublisher
-from services.ingest.routers import admin, events, health, me
+from services.ingest.routers import admin, attestation, events, health, me
 from shared.db import create_pool
 from shared.settings import Settings, get_settings
 
@@ -67,6 +67,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.verifier = TokenVerifier(settings)
     app.add_middleware(BodySizeLimit)
     problems.install(app)
-    for router in (events.router, me.router, admin.router, health.router):
+    for router in (events.router, me.router, attestation.router, admin.router, health.router):
         app.include_router(router)
     return app

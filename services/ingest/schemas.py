@@ -11,7 +11,10 @@ from shared.events import ValidationStatus
 
 class Attestation(BaseModel):
     type: Literal["app_attest", "play_integrity"]
-    token: str = Field(min_length=1, max_length=16384)
+    token: str = Field(min_length=1, max_length=16384,
+                       description="app_attest: base64 assertion over the event's nonce; "
+                                   "play_integrity: the integrity token requested with the event's nonce")
+    key_id: str | None = Field(None, max_length=128, description="app_attest: the registered key's id (base64)")
 
 
 class SubmitEvent(BaseModel):

@@ -25,13 +25,27 @@ class Score:
     reasons: tuple[str, ...]
 
 
+BASE_TRUST = 85
+ATTESTATION_EFFECT = {"valid": +15, "invalid": -45, "absent": 0, "unverifiable": 0}
+MISSING_ATTESTATION_PENALTY = 35
+
+
 def score(event: EventSubmitted, previous_event_time: datetime | None, thresholds: Thresholds) -> Score:
-    """Trust 0..100 with the reasons that lowered it. Events spaced under the minimum are bot-like."""
+    """Trust 0..100 with the reasons that moved it. Events spaced under the minimum are bot-like."""
+    value, reasons = BASE_TRUST + ATTESTATION_EFFECT[event.attestation], []
+    if event.attestation == "valid":
+        reasons.append("attestation_valid")
+    elif event.attestation == "invalid":
+        reasons.append("attestation_invalid")
+    elif "attestation_missing" in event.attestation_reasons:
+        value -= MISSING_ATTESTATION_PENALTY
+        reasons.append("attestation_missing")
     if previous_event_time is not None:
         spacing = abs((event.event_time - previous_event_time).total_seconds())
         if spacing < thresholds.min_spacing_seconds:
-            return Score(20, (RAPID_FIRE,))
-    return Score(100, ())
+            value = min(value, 20)
+            reasons.append(RAPID_FIRE)
+    return Score(max(0, min(100, value)), tuple(reasons))
 
 
 def status_for(trust: int, thresholds: Thresholds) -> ValidationStatus:

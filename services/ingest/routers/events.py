@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
 from services.ingest import handlers
+from services.ingest.attestation.assess import assess
 from services.ingest.deps import AppUser, Pool, Publisher, SettingsDep, WritingUser
 from services.ingest.problems import COMMON_PROBLEMS, Problem, problem_responses
 from services.ingest.readmodels import event_by_id
@@ -30,15 +31,19 @@ DUPLICATES = Counter("ingest_events_duplicate_total", "Retries answered with the
 async def submit_event(body: SubmitEvent, user: WritingUser, pool: Pool, publisher: Publisher,
                        settings: SettingsDep) -> JSONResponse:
     """Record what a user did; answered once Kafka has it."""
+    now = utcnow()
     try:
         event = accept(
             user_id=user.sub, event_type=body.event_type, event_time=body.event_time, nonce=body.nonce,
             payload=body.payload, device_id=body.device_id,
-            proof_type=body.attestation.type if body.attestation else "none", now=utcnow(),
+            proof_type=body.attestation.type if body.attestation else "none", now=now,
         )
     except Rejected as exc:
         REFUSED.labels(exc.slug).inc()
         raise Problem(422, exc.slug, exc.detail, title="Unprocessable Content", errors=exc.errors) from exc
+    verdict = await assess(body.attestation, user_id=user.sub, nonce=body.nonce, pool=pool, settings=settings,
+                           now=now)
+    event = event.model_copy(update={"attestation": verdict.verdict, "attestation_reasons": verdict.reasons})
     try:
         accepted = await handlers.submit_event(event, pool=pool, publisher=publisher, settings=settings)
     except Problem as problem:
