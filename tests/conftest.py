@@ -6,6 +6,7 @@ otherwise; the services themselves always run as local processes, exactly as `po
 """
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -15,6 +16,11 @@ import httpx
 import pytest
 
 from shared.settings import REPO_ROOT
+from tests.devices import PlayIntegrityIssuer
+
+# Google's side of Play Integrity for the test app; its keys are configured on the test gateways.
+PLAY = PlayIntegrityIssuer("dev.points.habits")
+APP_ATTEST_APP_ID = "V8H6LQ9448.io.uebelacker.AppAttestExample"  # the recorded fixtures' app
 
 TEST_ENV = {
     "POINTS_ENV": "test",
@@ -26,6 +32,13 @@ TEST_ENV = {
     "POINTS_PROJECTOR_PORT": "18002",
     "POINTS_NONCE_CLEANUP_SECONDS": "0.5",
     "POINTS_FLAGS_REFRESH_SECONDS": "0.5",
+    "APP_ATTEST_APP_ID": APP_ATTEST_APP_ID,
+    "APP_ATTEST_ENVIRONMENT": "development",
+    # The recorded attestations' certificates were valid in 2024.
+    "APP_ATTEST_VERIFY_AT": "2024-06-01T00:00:00Z",
+    "PLAY_INTEGRITY_PACKAGE_NAME": PLAY.package,
+    "PLAY_INTEGRITY_DECRYPTION_KEY": base64.b64encode(PLAY.decryption_key).decode(),
+    "PLAY_INTEGRITY_VERIFICATION_KEY": base64.b64encode(PLAY.verification_key).decode(),
 }
 
 
@@ -127,3 +140,8 @@ async def second_gateway(stack):
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         yield client
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def play_integrity():
+    return PLAY

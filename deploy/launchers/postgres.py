@@ -9,7 +9,6 @@ import asyncio
 import os
 import subprocess
 import warnings
-from pathlib import Path
 
 import asyncpg
 

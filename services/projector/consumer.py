@@ -5,7 +5,6 @@ rebalance the projector seeks to exactly where its last committed transaction en
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import asyncpg

@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import struct
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,9 +11,9 @@ import cbor2
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from services.ingest.attestation.apple import AttestationFailed, verify_assertion, verify_attestation
+from tests.devices import AppAttestDevice
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "app_attest"
 APP_ID = "V8H6LQ9448.io.uebelacker.AppAttestExample"
@@ -94,20 +93,17 @@ def test_garbage_is_a_failed_attestation_not_a_crash():
         attest("development", attestation=b"\x00not cbor")
 
 
-# Assertions: Apple publishes no recorded ones, so these are made with a key of our own,
-# exactly as a device makes them (ECDSA P-256 over SHA-256(authenticatorData || SHA-256(clientData))).
-DEVICE_KEY = ec.generate_private_key(ec.SECP256R1())
-DEVICE_PUBLIC = DEVICE_KEY.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+# Assertions: Apple publishes no recorded ones, so these come from a key of our own, made exactly
+# as a device makes them (ECDSA P-256 over SHA-256(authenticatorData || SHA-256(clientData))).
+DEVICE = AppAttestDevice(APP_ID)
 
 
-def assertion(client_data: bytes, counter: int, app_id: str = APP_ID, key=DEVICE_KEY) -> bytes:
-    auth = hashlib.sha256(app_id.encode()).digest() + b"\x00" + struct.pack(">I", counter)
-    nonce = hashlib.sha256(auth + hashlib.sha256(client_data).digest()).digest()
-    return cbor2.dumps({"signature": key.sign(nonce, ec.ECDSA(hashes.SHA256())), "authenticatorData": auth})
+def assertion(client_data: bytes, counter: int, app_id: str = APP_ID, key=None) -> bytes:
+    return DEVICE.assertion(client_data, counter=counter, app_id=app_id, key=key)
 
 
 def check(blob: bytes, client_data: bytes = b"nonce-1", last_counter: int = 0) -> int:
-    return verify_assertion(blob, client_data=client_data, public_key=DEVICE_PUBLIC, app_id=APP_ID,
+    return verify_assertion(blob, client_data=client_data, public_key=DEVICE.public_key, app_id=APP_ID,
                             last_counter=last_counter)
 
 

@@ -12,6 +12,16 @@ from shared.settings import DEV_JWT_SECRET, Settings
 REAL_SECRET = "a-real-secret-that-is-long-enough-0123456789"
 
 
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """These tests read Settings from the environment: start each from none of ours."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("POINTS_", "APP_ATTEST_", "PLAY_INTEGRITY_")) or name in ("COUPON_SECRET", "DATABASE_URL"):
+            monkeypatch.delenv(name)
+
+
 def test_production_refuses_the_dev_jwt_secret(monkeypatch):
     monkeypatch.setenv("POINTS_ENV", "prod")
     monkeypatch.setenv("COUPON_SECRET", REAL_SECRET)
