@@ -4,12 +4,19 @@ from __future__ import annotations
 import json
 
 from shared import topics
+from shared.commands import COMMAND_TYPES
 from shared.events import EVENT_TYPES
 
 TOPIC_MESSAGES = {
     topics.SUBMITTED: ["dev.points.event.submitted.v1"],
     topics.LEDGER: ["dev.points.event.decided.v1"],
     topics.FRAUD: ["dev.points.fraud.insight_raised.v1"],
+    topics.COMMANDS: ["dev.points.command.redeem_coupon.v1", "dev.points.command.use_coupon.v1",
+                      "dev.points.command.revoke_coupon.v1"],
+    topics.COUPONS: ["dev.points.coupon.issued.v1", "dev.points.coupon.used.v1", "dev.points.coupon.revoked.v1"],
+    topics.REPLIES: ["dev.points.command.answered.v1"],
+    # The redeemer's compacted state: internal, its format may change between releases.
+    topics.REDEEMER_STATE: [],
     # Dead letters are the original bytes and headers plus points-dlq-* headers, of any type above.
     topics.DEAD_LETTER: [],
 }
@@ -36,7 +43,7 @@ def _message_id(ce_type: str) -> str:
 
 def document() -> dict:
     messages, channels, operations = {}, {}, {}
-    for ce_type, model in EVENT_TYPES.items():
+    for ce_type, model in {**EVENT_TYPES, **COMMAND_TYPES}.items():
         messages[_message_id(ce_type)] = {
             "name": model.__name__,
             "title": ce_type,

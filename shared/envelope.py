@@ -49,7 +49,9 @@ def from_record(key: bytes | None, value: bytes, headers) -> Event:
     try:
         header_map = {name: bytes(raw) for name, raw in headers}
         cloud_event = from_binary(KafkaMessage(headers=header_map, key=key, value=value), _FORMAT)
-        model = EVENT_TYPES[cloud_event.get_type()]
+        from shared.commands import COMMAND_TYPES
+
+        model = EVENT_TYPES.get(cloud_event.get_type()) or COMMAND_TYPES[cloud_event.get_type()]
         return model.model_validate(cloud_event.get_data())
     except Exception as exc:  # any defect in a foreign record is the same outcome: unreadable
         raise UnreadableRecord(str(exc)) from exc

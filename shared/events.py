@@ -84,6 +84,62 @@ class FraudInsightRaised(Event):
     raised_at: AwareDatetime
 
 
+CouponStatus = Literal["issued", "redeemed", "revoked", "expired"]
+
+
+class CouponIssued(Event):
+    """Points were spent on a coupon; only the code's keyed hash is ever recorded."""
+
+    ce_type: ClassVar[str] = "dev.points.coupon.issued.v1"
+
+    coupon_id: UUID
+    redemption_id: UUID
+    user_id: str
+    template_id: UUID
+    code_hash: str
+    code_key_id: str
+    points_cost: int = Field(gt=0)
+    issued_at: AwareDatetime
+    expires_at: AwareDatetime
+
+
+class CouponUsed(Event):
+    """A merchant accepted the coupon at the till; it cannot be used again."""
+
+    ce_type: ClassVar[str] = "dev.points.coupon.used.v1"
+
+    coupon_id: UUID
+    user_id: str
+    merchant: str
+    used_at: AwareDatetime
+
+
+class CouponRevoked(Event):
+    """An admin made the coupon unusable, refunding its points or not."""
+
+    ce_type: ClassVar[str] = "dev.points.coupon.revoked.v1"
+
+    coupon_id: UUID
+    user_id: str
+    admin: str
+    refunded_points: int = Field(ge=0)
+    revoked_at: AwareDatetime
+
+
+class CommandAnswered(Event):
+    """The redeemer's answer to one command, for the gateway waiting on it and for later polling."""
+
+    ce_type: ClassVar[str] = "dev.points.command.answered.v1"
+
+    command_id: UUID
+    user_id: str
+    command: str
+    outcome: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+    answered_at: AwareDatetime
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.ce_type: cls for cls in (EventSubmitted, EventDecided, FraudInsightRaised)
+    cls.ce_type: cls for cls in (EventSubmitted, EventDecided, FraudInsightRaised, CouponIssued, CouponUsed,
+                                 CouponRevoked, CommandAnswered)
 }

@@ -10,11 +10,13 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
+    from shared.coupon_codes import CouponKeys
     from shared.signing import Keyring, Signer
 
 # Known-public values: fine on a laptop, refused anywhere else.
 DEV_JWT_SECRET = "dev-only-points-jwt-secret-change-me-0123456789"
 DEV_COUPON_SECRET = "dev-only-points-coupon-secret-change-me-0123456789"
+DEV_COUPON_CODE_KEY = "dev-only-points-coupon-code-key-change-me-0123456789"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,6 +47,14 @@ class Settings(BaseSettings):
     play_integrity_decryption_key: SecretStr | None = Field(None, alias="PLAY_INTEGRITY_DECRYPTION_KEY")
     play_integrity_verification_key: str | None = Field(None, alias="PLAY_INTEGRITY_VERIFICATION_KEY")
     rate_limit_per_hour: int = Field(100, alias="POINTS_RATE_LIMIT_PER_HOUR", ge=1)
+    coupon_secret_id: str = Field("k1", alias="COUPON_SECRET_ID")
+    # JSON object {"key id": "secret"} of secrets being rotated out; codes hashed with them still verify.
+    coupon_previous_secrets: SecretStr | None = Field(None, alias="COUPON_PREVIOUS_SECRETS")
+    # Derives each coupon's code from its id (see shared/coupon_codes.py); held only by the services.
+    coupon_code_key: SecretStr = Field(SecretStr(DEV_COUPON_CODE_KEY), alias="POINTS_COUPON_CODE_KEY")
+    redemption_timeout_seconds: float = Field(10.0, alias="POINTS_REDEMPTION_TIMEOUT_SECONDS", gt=0)
+    idempotency_ttl_hours: float = Field(48.0, alias="POINTS_IDEMPOTENCY_TTL_HOURS", ge=24)
+    merchant_failed_attempts_per_hour: int = Field(20, alias="POINTS_MERCHANT_FAILED_ATTEMPTS_PER_HOUR", ge=1)
 
     nonce_ttl_hours: float = Field(25.0, alias="POINTS_NONCE_TTL_HOURS", ge=24.1)
     nonce_cleanup_seconds: float = Field(60.0, alias="POINTS_NONCE_CLEANUP_SECONDS", gt=0)
@@ -72,6 +82,9 @@ class Settings(BaseSettings):
             secret = self.coupon_secret.get_secret_value()
             if secret == DEV_COUPON_SECRET or len(secret) < 32:
                 raise ValueError("COUPON_SECRET must be set to at least 32 characters outside dev")
+            code_key = self.coupon_code_key.get_secret_value()
+            if code_key == DEV_COUPON_CODE_KEY or len(code_key) < 32:
+                raise ValueError("POINTS_COUPON_CODE_KEY must be set to at least 32 characters outside dev")
             if self.signing_key is None:
                 raise ValueError("POINTS_SIGNING_KEY must be set outside dev")
             if self.app_attest_verify_at is not None:
@@ -106,6 +119,16 @@ class Settings(BaseSettings):
 
         seed = base64.b64decode(self.signing_key.get_secret_value()) if self.signing_key else DEV_SIGNING_SEED
         return Signer.from_seed(self.signing_key_id, seed)
+
+    def coupon_keys(self) -> "CouponKeys":
+        import json
+
+        from shared.coupon_codes import CouponKeys
+
+        previous = json.loads(self.coupon_previous_secrets.get_secret_value()) if self.coupon_previous_secrets else {}
+        return CouponKeys(self.coupon_code_key.get_secret_value().encode(),
+                          (self.coupon_secret_id, self.coupon_secret.get_secret_value().encode()),
+                          {kid: secret.encode() for kid, secret in previous.items()})
 
     def keyring(self) -> "Keyring":
         from shared.signing import Keyring

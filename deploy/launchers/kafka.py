@@ -123,7 +123,9 @@ async def create_topics(settings: Settings) -> None:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [NewTopic(name, settings.topic_partitions, 1) for name in topics.ALL if name not in existing]
+        wanted = [NewTopic(name, settings.topic_partitions, 1,
+                           topic_configs={"cleanup.policy": "compact"} if name in topics.COMPACTED else None)
+                  for name in topics.ALL if name not in existing]
         if wanted:
             try:
                 await admin.create_topics(wanted)

@@ -41,14 +41,24 @@ def test_production_starts_with_real_secrets(monkeypatch):
     monkeypatch.setenv("POINTS_ENV", "prod")
     monkeypatch.setenv("POINTS_JWT_SECRET", REAL_SECRET)
     monkeypatch.setenv("COUPON_SECRET", REAL_SECRET)
+    monkeypatch.setenv("POINTS_COUPON_CODE_KEY", REAL_SECRET + "-codes")
     monkeypatch.setenv("POINTS_SIGNING_KEY", base64.b64encode(bytes(range(32))).decode())
     assert Settings().env == "prod"
+
+
+def test_production_refuses_the_dev_coupon_code_key(monkeypatch):
+    monkeypatch.setenv("POINTS_ENV", "prod")
+    monkeypatch.setenv("POINTS_JWT_SECRET", REAL_SECRET)
+    monkeypatch.setenv("COUPON_SECRET", REAL_SECRET)
+    with pytest.raises(ValidationError, match="POINTS_COUPON_CODE_KEY"):
+        Settings()
 
 
 def test_production_refuses_to_sign_with_the_dev_key(monkeypatch):
     monkeypatch.setenv("POINTS_ENV", "prod")
     monkeypatch.setenv("POINTS_JWT_SECRET", REAL_SECRET)
     monkeypatch.setenv("COUPON_SECRET", REAL_SECRET)
+    monkeypatch.setenv("POINTS_COUPON_CODE_KEY", REAL_SECRET + "-codes")
     with pytest.raises(ValidationError, match="POINTS_SIGNING_KEY"):
         Settings()
 

@@ -1,0 +1,47 @@
+"""Commands for the redeemer: imperative, each handled once by the owner of the user's partition."""
+from __future__ import annotations
+
+from typing import ClassVar
+from uuid import UUID
+
+from pydantic import AwareDatetime, Field
+
+from shared.events import Event
+
+
+class Command(Event):
+    command_id: UUID
+    user_id: str
+    issued_at: AwareDatetime
+
+
+class RedeemCoupon(Command):
+    """Spend points on a coupon from a template, if the balance covers it."""
+
+    ce_type: ClassVar[str] = "dev.points.command.redeem_coupon.v1"
+
+    template_id: UUID
+    points_cost: int = Field(gt=0)
+    valid_days: int = Field(gt=0)
+
+
+class UseCoupon(Command):
+    """A merchant presents a coupon (found by its code's hash) at the till."""
+
+    ce_type: ClassVar[str] = "dev.points.command.use_coupon.v1"
+
+    coupon_id: UUID
+    merchant: str
+
+
+class RevokeCoupon(Command):
+    """An admin makes a coupon unusable, optionally refunding its points."""
+
+    ce_type: ClassVar[str] = "dev.points.command.revoke_coupon.v1"
+
+    coupon_id: UUID
+    admin: str
+    refund: bool
+
+
+COMMAND_TYPES: dict[str, type[Command]] = {cls.ce_type: cls for cls in (RedeemCoupon, UseCoupon, RevokeCoupon)}
