@@ -1,10 +1,12 @@
 """The local system as a whole: which parts there are, how to start, check and stop them."""
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from dataclasses import dataclass
 
+import asyncpg
 import httpx
 
 from deploy.launchers.kafka import KafkaLauncher
@@ -30,6 +32,25 @@ class Service:
             return False
 
 
+EXAMPLE_TEMPLATES = [
+    ("$5 Starbucks", "Starbucks", 500, 30),
+    ("$10 Amazon", "Amazon", 1000, 90),
+    ("Free cinema ticket", "Cineworld", 1500, 60),
+]
+
+
+async def seed_example_templates(dsn: str) -> None:
+    """A few coupons to try on a local system; only when there are none yet."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        if await conn.fetchval("SELECT count(*) FROM coupon_templates") == 0:
+            await conn.executemany(
+                "INSERT INTO coupon_templates (template_id, name, partner, points_cost, valid_days) "
+                "VALUES (gen_random_uuid(), $1, $2, $3, $4)", EXAMPLE_TEMPLATES)
+    finally:
+        await conn.close()
+
+
 class Stack:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -38,6 +59,7 @@ class Stack:
         self.services = [
             Service("projector", "services.projector", f"http://127.0.0.1:{settings.projector_port}/readyz"),
             Service("validator", "services.validator", f"http://127.0.0.1:{settings.validator_port}/readyz"),
+            Service("redeemer", "services.redeemer", f"http://127.0.0.1:{settings.redeemer_port}/readyz"),
             Service("ingest", "services.ingest", f"{settings.gateway_url}/readyz"),
         ]
 
@@ -78,6 +100,8 @@ class Stack:
             self.kafka.wait_ready()
         echo("applying migrations")
         apply_migrations(self.settings.dsn)
+        if self.settings.env != "prod":
+            asyncio.run(seed_example_templates(self.settings.dsn))
 
     def down(self, echo=print) -> None:
         for service in reversed(self.services):

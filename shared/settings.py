@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     gateway_port: int = Field(8000, alias="POINTS_GATEWAY_PORT")
     validator_port: int = Field(8001, alias="POINTS_VALIDATOR_PORT")
     projector_port: int = Field(8002, alias="POINTS_PROJECTOR_PORT")
+    redeemer_port: int = Field(8003, alias="POINTS_REDEEMER_PORT")
     postgres_port: int = Field(55432, alias="POINTS_POSTGRES_PORT")
     topic_partitions: int = Field(6, alias="POINTS_TOPIC_PARTITIONS", ge=1)
     state_dir: Path = Field(REPO_ROOT / ".state", alias="POINTS_STATE_DIR")
@@ -110,6 +111,7 @@ class Settings(BaseSettings):
             "ingest": f"{self.gateway_url}/metrics",
             "validator": f"http://127.0.0.1:{self.validator_port}/metrics",
             "projector": f"http://127.0.0.1:{self.projector_port}/metrics",
+            "redeemer": f"http://127.0.0.1:{self.redeemer_port}/metrics",
         }
 
     def signer(self) -> "Signer":

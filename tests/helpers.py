@@ -63,3 +63,17 @@ async def decided_event(gateway: httpx.AsyncClient, headers: dict, event_id: str
         return None
 
     return await eventually(check, timeout=timeout)
+
+
+async def fund(gateway: httpx.AsyncClient, admin_headers: dict, user_headers: dict, user: str, points: int) -> dict:
+    """Credit `user` through an admin award and wait until the balance shows it."""
+    before = (await gateway.get("/v1/me/points", headers=user_headers)).json()["available_points"]
+    response = await gateway.post("/v1/admin/awards", json={"user_id": user, "points": points, "reason": "test funds"},
+                                  headers={**admin_headers, "Idempotency-Key": uuid.uuid4().hex})
+    assert response.status_code == 201, response.text
+
+    async def credited():
+        balance = (await gateway.get("/v1/me/points", headers=user_headers)).json()
+        return balance if balance["available_points"] == before + points else None
+
+    return await eventually(credited)

@@ -11,13 +11,15 @@ from fastapi import FastAPI
 
 from prometheus_client import Counter
 
-from services.ingest import claims, problems
+from services.ingest import claims, idempotency, problems
 from services.ingest.auth import TokenVerifier
 from services.ingest.flags import FlagCache
 from services.ingest.limits import BodySizeLimit
 from services.ingest.publisher import KafkaPublisher
-from services.ingest.routers import admin, attestation, events, health, me
+from services.ingest.replies import ReplyWaiter
+from services.ingest.routers import admin, attestation, coupons, events, health, me
 from shared.db import create_pool
+from shared.events import utcnow
 from shared.settings import Settings, get_settings
 
 
@@ -25,13 +27,14 @@ log = logging.getLogger("points.ingest")
 NONCES_EXPIRED = Counter("ingest_nonces_expired_total", "Expired nonce claims removed by the cleanup job")
 
 
-async def clean_expired_nonces(pool: asyncpg.Pool, every: float) -> None:
-    """Nonces are kept past the 24-hour event window, then removed; every gateway may run this."""
+async def clean_expired_claims(pool: asyncpg.Pool, every: float) -> None:
+    """Nonces and idempotency keys are kept past their retry windows, then removed; any gateway may run this."""
     while True:
         try:
             NONCES_EXPIRED.inc(await claims.delete_expired(pool))
+            await idempotency.delete_expired(pool, utcnow())
         except Exception:
-            log.exception("nonce cleanup failed; will try again")
+            log.exception("claim cleanup failed; will try again")
         await asyncio.sleep(every)
 
 
@@ -43,9 +46,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.pool = await create_pool(settings.dsn, min_size=1, max_size=10)
         app.state.publisher = KafkaPublisher(settings.kafka_bootstrap_servers, settings.signer())
         await app.state.publisher.start()
+        app.state.replies = ReplyWaiter(settings.kafka_bootstrap_servers, settings.keyring())
+        await app.state.replies.start()
         app.state.flags = FlagCache(app.state.pool, settings.flags_refresh_seconds)
         await app.state.flags.refresh()
-        background = [asyncio.create_task(clean_expired_nonces(app.state.pool, settings.nonce_cleanup_seconds)),
+        background = [asyncio.create_task(clean_expired_claims(app.state.pool, settings.nonce_cleanup_seconds)),
                       asyncio.create_task(app.state.flags.run())]
         try:
             yield
@@ -54,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await app.state.replies.stop()
             await app.state.publisher.stop()
             await app.state.pool.close()
 
@@ -65,8 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)
+    app.state.coupon_keys = settings.coupon_keys()
     app.add_middleware(BodySizeLimit)
     problems.install(app)
-    for router in (events.router, me.router, attestation.router, admin.router, health.router):
+    for router in (events.router, me.router, coupons.router, attestation.router, admin.router, health.router):
         app.include_router(router)
     return app

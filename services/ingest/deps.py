@@ -7,6 +7,7 @@ import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from services.ingest import redemptions
 from services.ingest.auth import Principal, TokenVerifier
 from services.ingest.flags import FlagCache, check_write_allowed
 from services.ingest.problems import Problem
@@ -26,6 +27,12 @@ def get_pool(request: Request) -> asyncpg.Pool:
 
 def get_publisher(request: Request) -> KafkaPublisher:
     return request.app.state.publisher
+
+
+def get_ports(request: Request) -> redemptions.Ports:
+    state = request.app.state
+    return redemptions.Ports(pool=state.pool, publisher=state.publisher, replies=state.replies,
+                             settings=state.settings, keys=state.coupon_keys)
 
 
 def get_flags(request: Request) -> FlagCache:
@@ -56,6 +63,7 @@ Publisher = Annotated[KafkaPublisher, Depends(get_publisher)]
 AppUser = Annotated[Principal, Depends(require_role("user"))]
 Admin = Annotated[Principal, Depends(require_role("admin"))]
 FlagsDep = Annotated[FlagCache, Depends(get_flags)]
+Ports = Annotated[redemptions.Ports, Depends(get_ports)]
 
 
 def writes_allowed(user: AppUser, flags: FlagsDep) -> Principal:

@@ -42,6 +42,10 @@ class Problem(Exception):
         self.headers = headers or {}
         self.extra = extra
 
+    def document(self) -> dict[str, Any]:
+        return {"type": TYPE_BASE + self.slug, "title": self.title, "status": self.status, "detail": self.detail,
+                **self.extra}
+
 
 def problem_response(status: int, slug: str, detail: str, *, title: str | None = None,
                      headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
@@ -79,7 +83,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.status, exc.slug, exc.detail, title=exc.title, headers=exc.headers, **exc.extra)
+        return JSONResponse(exc.document(), status_code=exc.status, media_type=MEDIA_TYPE, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -48,7 +48,8 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):
 
 class Projector:
     def __init__(self, bootstrap: str, pool: asyncpg.Pool, keyring: Keyring, group: str = GROUP,
-                 subscribed: tuple[str, ...] = (topics.SUBMITTED, topics.LEDGER, topics.FRAUD)):
+                 subscribed: tuple[str, ...] = (topics.SUBMITTED, topics.LEDGER, topics.FRAUD, topics.COUPONS,
+                                                topics.REPLIES)):
         self.pool = pool
         self.keyring = keyring
         self.dead_letters = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)

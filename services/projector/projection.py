@@ -5,7 +5,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from shared.events import Event, EventDecided, EventSubmitted, FraudInsightRaised
+from shared.events import (CommandAnswered, CouponIssued, CouponRevoked, CouponUsed, Event, EventDecided,
+                           EventSubmitted, FraudInsightRaised)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,45 @@ class InsightRow:
                 self.evidence, self.created_at)
 
 
-Row = EventRow | InsightRow
+@dataclass(frozen=True)
+class CouponIssuedRow:
+    coupon_id: UUID
+    redemption_id: UUID
+    user_id: str
+    template_id: UUID
+    code_hash: str
+    code_key_id: str
+    points_cost: int
+    issued_at: datetime
+    expires_at: datetime
+
+    def as_tuple(self) -> tuple:
+        return (self.coupon_id, self.redemption_id, self.user_id, self.template_id, self.code_hash, self.code_key_id,
+                self.points_cost, self.issued_at, self.expires_at)
+
+
+@dataclass(frozen=True)
+class CouponStatusRow:
+    coupon_id: UUID
+    status: str
+    actor: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class AnswerRow:
+    command_id: UUID
+    user_id: str
+    command: str
+    outcome: str
+    detail: dict
+    answered_at: datetime
+
+    def as_tuple(self) -> tuple:
+        return (self.command_id, self.user_id, self.command, self.outcome, self.detail, self.answered_at)
+
+
+Row = EventRow | InsightRow | CouponIssuedRow | CouponStatusRow | AnswerRow
 
 
 def project(event: Event, at: Position) -> Row | None:
@@ -90,4 +129,15 @@ def project(event: Event, at: Position) -> Row | None:
         return InsightRow(id=event.insight_id, user_id=event.user_id, event_id=event.event_id,
                           insight_type=event.insight_type, severity=event.severity, score=event.score,
                           evidence=event.evidence, created_at=event.raised_at)
+    if isinstance(event, CouponIssued):
+        return CouponIssuedRow(event.coupon_id, event.redemption_id, event.user_id, event.template_id,
+                               event.code_hash, event.code_key_id, event.points_cost, event.issued_at,
+                               event.expires_at)
+    if isinstance(event, CouponUsed):
+        return CouponStatusRow(event.coupon_id, "redeemed", event.merchant, event.used_at)
+    if isinstance(event, CouponRevoked):
+        return CouponStatusRow(event.coupon_id, "revoked", event.admin, event.revoked_at)
+    if isinstance(event, CommandAnswered):
+        return AnswerRow(event.command_id, event.user_id, event.command, event.outcome, event.detail,
+                         event.answered_at)
     return None

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 
 import asyncpg
 
-from services.projector.projection import EventRow, InsightRow, Row
+from services.projector.projection import AnswerRow, CouponIssuedRow, CouponStatusRow, EventRow, InsightRow, Row
 
 _COLUMNS = (
     "id, user_id, event_type, event_time, points_delta, proof_type, validation_status, trust_score, "
@@ -46,6 +46,22 @@ async def apply_batch(
             await conn.executemany(
                 "INSERT INTO fraud_insights (id, user_id, event_id, insight_type, severity, score, evidence, "
                 "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING", insights)
+        issued = [r.as_tuple() for r in rows if isinstance(r, CouponIssuedRow)]
+        if issued:
+            await conn.executemany(
+                "INSERT INTO coupons (coupon_id, redemption_id, user_id, template_id, code_hash, code_key_id, "
+                "issued_points_cost, issued_at, expires_at, status, updated_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'issued', $8) ON CONFLICT (coupon_id) DO NOTHING", issued)
+        for row in (r for r in rows if isinstance(r, CouponStatusRow)):
+            actor_column = "used_by" if row.status == "redeemed" else "revoked_by"
+            await conn.execute(
+                f"UPDATE coupons SET status = $2, {actor_column} = $3, updated_at = $4 WHERE coupon_id = $1",
+                row.coupon_id, row.status, row.actor, row.at)
+        answers = [r.as_tuple() for r in rows if isinstance(r, AnswerRow)]
+        if answers:
+            await conn.executemany(
+                "INSERT INTO command_answers (command_id, user_id, command, outcome, detail, answered_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (command_id) DO NOTHING", answers)
         users = sorted({r.user_id for r in events})
         if users:
             await conn.execute("SELECT refresh_user_points_cache(u) FROM unnest($1::text[]) AS u", users)

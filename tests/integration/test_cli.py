@@ -28,8 +28,8 @@ def test_status_json_names_every_part_with_its_pid(stack):
     assert report["gateway_url"] == stack.settings.gateway_url
     assert report["kafka_bootstrap"] == stack.settings.kafka_bootstrap_servers
     assert report["database_url"] == stack.settings.dsn
-    assert set(report["metrics_urls"]) == {"ingest", "validator", "projector"}
-    expected = {"ingest", "validator", "projector"} | ({"kafka"} if stack.settings.manage_kafka else set()) \
+    assert set(report["metrics_urls"]) == {"ingest", "validator", "projector", "redeemer"}
+    expected = {"ingest", "validator", "projector", "redeemer"} | ({"kafka"} if stack.settings.manage_kafka else set()) \
         | ({"postgres"} if stack.settings.uses_embedded_postgres else set())
     assert set(report["services"]) == expected
     for name, info in report["services"].items():

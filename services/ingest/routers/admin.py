@@ -3,12 +3,18 @@ from __future__ import annotations
 
 import logging
 
+from uuid import UUID, uuid4
+
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.ingest import flags as flag_store
-from services.ingest.deps import Admin, FlagsDep, Pool
-from services.ingest.problems import COMMON_PROBLEMS
+from services.ingest import redemptions
+from services.ingest.deps import Admin, FlagsDep, Pool, Ports
+from services.ingest.problems import COMMON_PROBLEMS, Problem, problem_responses
+from services.ingest.routers.coupons import IdempotencyKey, Template, reply, require_key
+from shared.events import utcnow
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=COMMON_PROBLEMS)
 log = logging.getLogger("points.ingest")
@@ -40,3 +46,95 @@ async def put_flags(body: FlagsIn, admin: Admin, pool: Pool, cache: FlagsDep) ->
     cache.current = saved
     log.warning("points.flags.changed", extra={"admin": admin.sub, **body.model_dump()})
     return FlagsOut(**vars(saved))
+
+
+class AwardRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(min_length=1, max_length=256)
+    points: int = Field(gt=0, le=1_000_000)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class Award(BaseModel):
+    event_id: UUID
+    user_id: str
+    points: int
+    reason: str
+    validated_by: str
+
+
+@router.post("/awards", status_code=201, response_model=Award, responses=problem_responses(503))
+async def award_points(body: AwardRequest, admin: Admin, ports: Ports, key: IdempotencyKey = None) -> JSONResponse:
+    """Credit a user; the ledger record names you."""
+    return reply(await redemptions.award(ports, admin=admin.sub, user_id=body.user_id, points=body.points,
+                                         reason=body.reason, key=require_key(key), now=utcnow()))
+
+
+class RevokeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refund: bool = False
+
+
+class Revoked(BaseModel):
+    coupon_id: UUID
+    status: str
+    refunded_points: int
+
+
+@router.post("/coupons/{coupon_id}/revoke", response_model=Revoked, responses=problem_responses(404, 409, 503))
+async def revoke_coupon(coupon_id: UUID, body: RevokeRequest, admin: Admin, ports: Ports) -> JSONResponse:
+    """Make a coupon unusable, refunding its points if asked."""
+    coupon = await ports.pool.fetchrow("SELECT coupon_id, user_id FROM coupons WHERE coupon_id = $1", coupon_id)
+    if coupon is None:
+        raise Problem(404, "coupon-not-found", "No such coupon.")
+    return reply(await redemptions.revoke(ports, admin=admin.sub, coupon=coupon, refund=body.refund, now=utcnow()))
+
+
+class NewTemplate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    partner: str = Field(min_length=1, max_length=200)
+    points_cost: int = Field(gt=0, le=10_000_000)
+    valid_days: int = Field(30, gt=0, le=3650)
+
+
+class TemplateChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    is_active: bool | None = None
+    name: str | None = Field(None, min_length=1, max_length=200)
+    partner: str | None = Field(None, min_length=1, max_length=200)
+    points_cost: int | None = Field(None, gt=0, le=10_000_000)
+    valid_days: int | None = Field(None, gt=0, le=3650)
+
+
+_TEMPLATE_COLUMNS = "template_id, name, partner, points_cost, valid_days, is_active"
+
+
+@router.post("/coupon-templates", status_code=201, response_model=Template)
+async def create_template(body: NewTemplate, admin: Admin, pool: Pool) -> JSONResponse:
+    """Offer a new coupon."""
+    row = await pool.fetchrow(
+        f"INSERT INTO coupon_templates (template_id, name, partner, points_cost, valid_days) "
+        f"VALUES ($1, $2, $3, $4, $5) RETURNING {_TEMPLATE_COLUMNS}",
+        uuid4(), body.name, body.partner, body.points_cost, body.valid_days)
+    log.warning("points.template.created", extra={"admin": admin.sub, "template_id": str(row["template_id"])})
+    return JSONResponse(Template(**dict(row)).model_dump(mode="json"), status_code=201)
+
+
+@router.put("/coupon-templates/{template_id}", response_model=Template, responses=problem_responses(404))
+async def update_template(template_id: UUID, body: TemplateChange, admin: Admin, pool: Pool) -> Template:
+    """Change, activate or deactivate a coupon template; coupons already issued keep their terms."""
+    changes = body.model_dump(exclude_none=True)
+    assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(changes, start=2))
+    row = await pool.fetchrow(
+        f"UPDATE coupon_templates SET {assignments + ', ' if assignments else ''}updated_at = now() "
+        f"WHERE template_id = $1 RETURNING {_TEMPLATE_COLUMNS}", template_id, *changes.values())
+    if row is None:
+        raise Problem(404, "template-not-found", "No such coupon template.")
+    log.warning("points.template.changed", extra={"admin": admin.sub, "template_id": str(template_id),
+                                                  "changes": changes})
+    return Template(**dict(row))

@@ -25,7 +25,7 @@ class Readiness(BaseModel):
 async def readyz(request: Request) -> JSONResponse:
     """Kafka producer started and PostgreSQL answering."""
     state = request.app.state
-    checks = {"kafka": state.publisher.started}
+    checks = {"kafka": state.publisher.started, "replies": state.replies.started}
     try:
         checks["postgres"] = await state.pool.fetchval("SELECT true", timeout=2)
     except Exception:

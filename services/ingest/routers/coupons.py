@@ -1,0 +1,166 @@
+"""Coupons: the catalogue, spending points, a user's coupons, and merchants using codes."""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from services.ingest import redemptions
+from services.ingest.deps import AppUser, Pool, Ports, WritingUser, require_role
+from services.ingest.auth import Principal
+from services.ingest.problems import COMMON_PROBLEMS, MEDIA_TYPE, Problem, problem_responses
+from services.ingest.readmodels import as_user
+from shared.coupon_codes import normalise
+from shared.events import utcnow
+
+router = APIRouter(tags=["coupons"], responses=COMMON_PROBLEMS)
+Merchant = Annotated[Principal, Depends(require_role("merchant"))]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
+
+
+class Template(BaseModel):
+    template_id: UUID
+    name: str
+    partner: str
+    points_cost: int
+    valid_days: int
+    is_active: bool
+
+
+class RedeemRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    template_id: UUID
+
+
+class Redemption(BaseModel):
+    redemption_id: UUID
+    coupon_id: UUID
+    code: str = Field(description="The single-use code: shown only in this response")
+    points_cost: int
+    available_points: int
+    expires_at: AwareDatetime
+
+
+class RedemptionStatus(BaseModel):
+    redemption_id: UUID
+    status: str = Field(description="pending, redeemed or failed")
+    coupon_id: UUID | None = None
+    code: str | None = None
+    points_cost: int | None = None
+    available_points: int | None = None
+    expires_at: AwareDatetime | None = None
+    reason: str | None = None
+
+
+class Coupon(BaseModel):
+    coupon_id: UUID
+    template_id: UUID
+    status: str
+    points_cost: int
+    issued_at: AwareDatetime
+    expires_at: AwareDatetime | None
+
+
+class UseCode(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=1, max_length=64)
+
+
+class UsedCoupon(BaseModel):
+    coupon_id: UUID
+    template_id: UUID
+    status: str
+
+
+def reply(result: redemptions.Reply) -> JSONResponse:
+    media = MEDIA_TYPE if result.status_code >= 400 else "application/json"
+    return JSONResponse(result.body, status_code=result.status_code, headers=result.headers, media_type=media)
+
+
+def require_key(key: str | None) -> str:
+    if not key:
+        raise Problem(400, "idempotency-key-required", "Send an Idempotency-Key header with this request.")
+    return key
+
+
+@router.get("/v1/coupon-templates", response_model=list[Template])
+async def list_templates(_: AppUser, pool: Pool) -> list[Template]:
+    """The coupons on offer."""
+    rows = await pool.fetch("SELECT template_id, name, partner, points_cost, valid_days, is_active "
+                            "FROM coupon_templates WHERE is_active ORDER BY points_cost, name")
+    return [Template(**dict(r)) for r in rows]
+
+
+@router.post("/v1/redemptions", status_code=201, response_model=Redemption, responses={
+    200: {"model": Redemption, "description": "Never sent; a retry repeats the first answer's status"},
+    202: {"model": RedemptionStatus, "description": "Still being decided: poll the Location"},
+    **problem_responses(404, 409, 503)})
+async def redeem(body: RedeemRequest, user: WritingUser, ports: Ports, key: IdempotencyKey = None) -> JSONResponse:
+    """Spend points on a coupon; the code is in this response only."""
+    return reply(await redemptions.redeem(ports, user_id=user.sub, template_id=body.template_id,
+                                          key=require_key(key), now=utcnow()))
+
+
+@router.get("/v1/redemptions/{redemption_id}", response_model=RedemptionStatus, responses=problem_responses(404))
+async def get_redemption(redemption_id: UUID, user: AppUser, ports: Ports) -> RedemptionStatus:
+    """Where a redemption stands (for one answered 202)."""
+    claim = await ports.pool.fetchrow(
+        "SELECT 1 FROM idempotency_keys WHERE scope = $1 AND command_id = $2", f"redeem:{user.sub}", redemption_id)
+    answer = await ports.pool.fetchrow(
+        "SELECT outcome, detail FROM command_answers WHERE command_id = $1 AND user_id = $2", redemption_id, user.sub)
+    if answer is None:
+        if claim is None:
+            raise Problem(404, "not-found", "No such redemption.")
+        return RedemptionStatus(redemption_id=redemption_id, status="pending")
+    detail = answer["detail"]
+    if answer["outcome"] != "redeemed":
+        return RedemptionStatus(redemption_id=redemption_id, status="failed", reason=answer["outcome"],
+                                available_points=detail.get("available_points"))
+    coupon_id = UUID(detail["coupon_id"])
+    return RedemptionStatus(redemption_id=redemption_id, status="redeemed", coupon_id=coupon_id,
+                            code=ports.keys.code_for(coupon_id), points_cost=detail["points_cost"],
+                            available_points=detail["available_points"], expires_at=detail["expires_at"])
+
+
+@router.get("/v1/me/coupons", response_model=list[Coupon])
+async def my_coupons(user: AppUser, pool: Pool) -> list[Coupon]:
+    """Your coupons, newest first; codes are never shown again."""
+    async with as_user(pool, user.sub) as conn:
+        rows = await conn.fetch(
+            "SELECT coupon_id, template_id, status, issued_points_cost, issued_at, expires_at FROM coupons "
+            "WHERE user_id = $1 ORDER BY issued_at DESC", user.sub)
+    now = utcnow()
+    return [Coupon(coupon_id=r["coupon_id"], template_id=r["template_id"], points_cost=r["issued_points_cost"],
+                   status="expired" if r["status"] == "issued" and r["expires_at"] and r["expires_at"] <= now
+                   else r["status"], issued_at=r["issued_at"], expires_at=r["expires_at"]) for r in rows]
+
+
+async def _count_failure(ports, merchant: str) -> None:
+    await ports.pool.execute("INSERT INTO merchant_failed_attempts (merchant) VALUES ($1)", merchant)
+
+
+@router.post("/v1/coupons/redeem", response_model=UsedCoupon, responses=problem_responses(404, 409, 429, 503))
+async def use_code(body: UseCode, merchant: Merchant, ports: Ports) -> JSONResponse:
+    """A merchant accepts a coupon code at the till, once."""
+    now = utcnow()
+    failures = await ports.pool.fetchval(
+        "SELECT count(*) FROM merchant_failed_attempts WHERE merchant = $1 AND attempted_at > $2",
+        merchant.sub, now - timedelta(hours=1))
+    if failures >= ports.settings.merchant_failed_attempts_per_hour:
+        raise Problem(429, "too-many-failed-codes", "Too many unknown codes from this merchant; try again later.",
+                      headers={"Retry-After": "3600"})
+    code = normalise(body.code)
+    coupon = None
+    if code is not None:
+        coupon = await ports.pool.fetchrow("SELECT coupon_id, user_id FROM coupons WHERE code_hash = ANY($1::text[])",
+                                           ports.keys.candidate_hashes(code))
+    if coupon is None:
+        await _count_failure(ports, merchant.sub)
+        raise Problem(404, "coupon-not-found", "No coupon has this code.")
+    return reply(await redemptions.use_code(ports, merchant=merchant.sub, code_owner=coupon, now=now))

@@ -1,0 +1,1 @@
+"""The one writer of a user's debits: coupon commands against the spendable balance."""
