@@ -1,7 +1,7 @@
 """Commands for the redeemer: imperative, each handled once by the owner of the user's partition."""
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, Field
@@ -44,4 +44,30 @@ class RevokeCoupon(Command):
     refund: bool
 
 
-COMMAND_TYPES: dict[str, type[Command]] = {cls.ce_type: cls for cls in (RedeemCoupon, UseCoupon, RevokeCoupon)}
+class ReviewEvent(Command):
+    """An admin's verdict on an event the validator held for review."""
+
+    ce_type: ClassVar[str] = "dev.points.command.review_event.v1"
+
+    event_id: UUID
+    admin: str
+    decision: Literal["approve", "reject"]
+    note: str | None = None
+
+
+class HoldEvent(Command):
+    """Stop an undecided event from being decided automatically: it goes to the review queue."""
+
+    ce_type: ClassVar[str] = "dev.points.command.hold_event.v1"
+
+    event_id: UUID
+    admin: str
+    event_type: str
+    event_time: AwareDatetime
+    points: int
+    proof_type: str
+
+
+COMMAND_TYPES: dict[str, type[Command]] = {
+    cls.ce_type: cls for cls in (RedeemCoupon, UseCoupon, RevokeCoupon, ReviewEvent, HoldEvent)
+}

@@ -39,6 +39,8 @@ class EventSubmitted(Event):
     # The gateway's reading of the device attestation: a trust signal for the validator.
     attestation: AttestationVerdict = "absent"
     attestation_reasons: tuple[str, ...] = ()
+    # A keyed hash of the client's address, when the gateway records it: for many-accounts-per-IP.
+    client_ip_hash: str | None = None
     points: int
     received_at: AwareDatetime
     # What makes a retry "the same request": see services/ingest/submission.body_hash.
@@ -64,6 +66,7 @@ class EventDecided(Event):
     decided_at: AwareDatetime
     related_entity_type: str | None = None
     related_entity_id: str | None = None
+    review_note: str | None = None
 
 
 Severity = Literal["low", "medium", "high", "critical"]

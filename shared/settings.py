@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
+    from services.validator.signals import RuleSet
     from shared.coupon_codes import CouponKeys
     from shared.signing import Keyring, Signer
 
@@ -74,6 +75,10 @@ class Settings(BaseSettings):
     validated_min_score: int = Field(60, alias="POINTS_VALIDATED_MIN_SCORE")
     review_min_score: int = Field(30, alias="POINTS_REVIEW_MIN_SCORE")
     min_event_spacing_seconds: float = Field(1.0, alias="POINTS_MIN_EVENT_SPACING_SECONDS")
+    # JSON object overriding any weight or threshold of services/validator/signals.RuleSet.
+    trust_rules: str | None = Field(None, alias="POINTS_TRUST_RULES")
+    # Off by default: behind a proxy every client would share the proxy's address.
+    record_client_ip: bool = Field(False, alias="POINTS_RECORD_CLIENT_IP")
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_outside_dev(self) -> "Settings":
@@ -121,6 +126,15 @@ class Settings(BaseSettings):
 
         seed = base64.b64decode(self.signing_key.get_secret_value()) if self.signing_key else DEV_SIGNING_SEED
         return Signer.from_seed(self.signing_key_id, seed)
+
+    def rule_set(self) -> "RuleSet":
+        import json
+
+        from services.validator.signals import RuleSet
+
+        overrides = json.loads(self.trust_rules) if self.trust_rules else {}
+        return RuleSet(**{"validated_min": self.validated_min_score, "review_min": self.review_min_score,
+                          "min_spacing_seconds": self.min_event_spacing_seconds, **overrides})
 
     def coupon_keys(self) -> "CouponKeys":
         import json

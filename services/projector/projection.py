@@ -35,6 +35,7 @@ class EventRow:
     source_topic: str
     source_partition: int
     source_offset: int
+    review_note: str | None
     # A submission only fills a gap; a decision always wins, whichever topic was read first.
     authoritative: bool
 
@@ -43,7 +44,7 @@ class EventRow:
             self.id, self.user_id, self.event_type, self.event_time, self.points_delta, self.proof_type,
             self.validation_status, self.trust_score, self.reasons, self.rule_set, self.validated_by,
             self.decided_at, self.related_entity_type, self.related_entity_id,
-            self.source_topic, self.source_partition, self.source_offset,
+            self.source_topic, self.source_partition, self.source_offset, self.review_note,
         )
 
 
@@ -111,7 +112,7 @@ def project(event: Event, at: Position) -> Row | None:
             event_time=event.event_time, points_delta=event.points, proof_type=event.proof_type,
             validation_status="pending", trust_score=None, reasons=[], rule_set=None, validated_by=None,
             decided_at=None, related_entity_type=None, related_entity_id=None,
-            source_topic=at.topic, source_partition=at.partition, source_offset=at.offset,
+            source_topic=at.topic, source_partition=at.partition, source_offset=at.offset, review_note=None,
             authoritative=False,
         )
     if isinstance(event, EventDecided):
@@ -123,7 +124,7 @@ def project(event: Event, at: Position) -> Row | None:
             decided_at=event.decided_at, related_entity_type=event.related_entity_type,
             related_entity_id=event.related_entity_id,
             source_topic=at.topic, source_partition=at.partition, source_offset=at.offset,
-            authoritative=True,
+            review_note=event.review_note, authoritative=True,
         )
     if isinstance(event, FraudInsightRaised):
         return InsightRow(id=event.insight_id, user_id=event.user_id, event_id=event.event_id,

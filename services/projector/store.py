@@ -10,9 +10,9 @@ from services.projector.projection import AnswerRow, CouponIssuedRow, CouponStat
 _COLUMNS = (
     "id, user_id, event_type, event_time, points_delta, proof_type, validation_status, trust_score, "
     "reasons, rule_set, validated_by, decided_at, related_entity_type, related_entity_id, "
-    "source_topic, source_partition, source_offset"
+    "source_topic, source_partition, source_offset, review_note"
 )
-_VALUES = ", ".join(f"${i}" for i in range(1, 18))
+_VALUES = ", ".join(f"${i}" for i in range(1, 19))
 
 _INSERT_IF_ABSENT = f"INSERT INTO points_events ({_COLUMNS}) VALUES ({_VALUES}) ON CONFLICT (id) DO NOTHING"
 _UPSERT = (

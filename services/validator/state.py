@@ -1,39 +1,119 @@
-"""What the validator remembers of a user between events. Pure; stored as a plain dict in a faust table."""
+"""What the validator remembers between events. Pure; stored as plain dicts in faust tables."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from shared.events import EventSubmitted
 
 # A resubmitted record can only arrive while its nonce is still claimed at the gateway.
 DEDUP_HORIZON = timedelta(hours=26)
+# Long enough for the daily and burst signals; older activity is summarised by last_activity.
+RECENT_HORIZON = timedelta(hours=26)
+REVIEW_HORIZON = timedelta(days=30)
+
+
+def payload_fingerprint(event: EventSubmitted) -> str:
+    """What a replayed request repeats: everything the app claimed except the nonce."""
+    raw = json.dumps([event.event_type, event.payload, event.event_time.timestamp()], sort_keys=True, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What other keys' state says about this event: how many accounts share its device or IP."""
+
+    accounts_on_device: int = 0
+    accounts_on_ip: int = 0
 
 
 @dataclass
 class UserState:
-    last_event_time: datetime | None = None
     # event id -> when it was received: the events already decided, so a redelivery is skipped.
     decided: dict[str, float] = field(default_factory=dict)
+    # [received, event_time, event_type, payload fingerprint] of recent events, oldest first.
+    recent: list[list] = field(default_factory=list)
+    # When the user was last active before the recent window (for silence and bursts).
+    last_activity: float | None = None
+    # event id -> the pending_review decision, so an admin's verdict can finish it.
+    reviewable: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, raw: dict | None) -> "UserState":
-        if not raw:
-            return cls()
-        last = raw.get("last_event_time")
-        return cls(last_event_time=datetime.fromisoformat(last) if last else None,
-                   decided=dict(raw.get("decided", {})))
+        return cls(**{k: v for k, v in (raw or {}).items() if k in cls.__dataclass_fields__})
 
     def to_dict(self) -> dict:
-        return {"last_event_time": self.last_event_time.isoformat() if self.last_event_time else None,
-                "decided": self.decided}
+        return {"decided": self.decided, "recent": self.recent, "last_activity": self.last_activity,
+                "reviewable": self.reviewable}
 
+    # -- questions the signals ask -----------------------------------------------------------
     def already_decided(self, event: EventSubmitted) -> bool:
         return str(event.event_id) in self.decided
 
+    def recent_event_times(self, event: EventSubmitted) -> list[datetime]:
+        return [datetime.fromtimestamp(entry[1], timezone.utc) for entry in self.recent]
+
+    def recent_received(self) -> list[float]:
+        return sorted(entry[0] for entry in self.recent)
+
+    def received_within(self, now: datetime, window: timedelta) -> int:
+        since = (now - window).timestamp()
+        return sum(1 for entry in self.recent if entry[0] > since)
+
+    def same_type_on_day(self, event: EventSubmitted) -> int:
+        day = event.event_time.astimezone(timezone.utc).date()
+        return sum(1 for entry in self.recent
+                   if entry[2] == event.event_type
+                   and datetime.fromtimestamp(entry[1], timezone.utc).date() == day)
+
+    def seen_payload(self, event: EventSubmitted, window: timedelta) -> bool:
+        since, fingerprint = (event.received_at - window).timestamp(), payload_fingerprint(event)
+        return any(entry[3] == fingerprint and entry[0] > since for entry in self.recent)
+
+    def silence_before_current_burst(self, now: datetime, window: timedelta) -> timedelta | None:
+        """How long the user was quiet before the events of the current window began."""
+        start = (now - window).timestamp()
+        before = [entry[0] for entry in self.recent if entry[0] <= start]
+        previous = max(before) if before else self.last_activity
+        if previous is None:
+            return None
+        return timedelta(seconds=start - previous)
+
+    # -- remembering -------------------------------------------------------------------------
     def remember(self, event: EventSubmitted) -> None:
-        self.decided[str(event.event_id)] = event.received_at.timestamp()
-        horizon = (event.received_at - DEDUP_HORIZON).timestamp()
-        self.decided = {k: t for k, t in self.decided.items() if t >= horizon}
-        if self.last_event_time is None or event.event_time > self.last_event_time:
-            self.last_event_time = event.event_time
+        received = event.received_at.timestamp()
+        self.decided[str(event.event_id)] = received
+        self.decided = {k: t for k, t in self.decided.items() if t >= received - DEDUP_HORIZON.total_seconds()}
+        self.recent.append([received, event.event_time.timestamp(), event.event_type, payload_fingerprint(event)])
+        self.recent.sort(key=lambda entry: entry[0])
+        horizon = received - RECENT_HORIZON.total_seconds()
+        dropped = [entry[0] for entry in self.recent if entry[0] < horizon]
+        if dropped:
+            self.last_activity = max(dropped + ([self.last_activity] if self.last_activity else []))
+        self.recent = [entry for entry in self.recent if entry[0] >= horizon]
+
+    def hold_for_review(self, decision: dict, now: datetime) -> None:
+        self.reviewable[decision["event_id"]] = decision
+        horizon = (now - REVIEW_HORIZON).isoformat()
+        self.reviewable = {k: v for k, v in self.reviewable.items() if v["decided_at"] >= horizon}
+
+
+@dataclass
+class AccountBook:
+    """Which accounts have been seen on one device (or one IP): keyed by that device or IP."""
+
+    accounts: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, raw: dict | None) -> "AccountBook":
+        return cls(**(raw or {}))
+
+    def to_dict(self) -> dict:
+        return {"accounts": self.accounts}
+
+    def add(self, user_id: str, keep: int = 100) -> int:
+        if user_id not in self.accounts:
+            self.accounts = [*self.accounts, user_id][-keep:]
+        return len(self.accounts)

@@ -1,59 +1,77 @@
 from datetime import datetime, timedelta, timezone
 from uuid import uuid4
 
-from services.validator.rules import Thresholds, decide, status_for
+from services.validator.rules import decide, status_for
+from services.validator.signals import RuleSet
+from services.validator.state import Context, UserState
 from shared.events import EventSubmitted
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=timezone.utc)
-DEFAULTS = Thresholds()
+RULES = RuleSet()
 
 
-def submitted(at: datetime, points: int = 10, **extra) -> EventSubmitted:
-    return EventSubmitted(event_id=uuid4(), user_id="u1", event_type="habit_completed", event_time=at,
-                          nonce="n" * 8, payload={"habit_id": "h"}, points=points, received_at=at, body_hash="h",
-                          **extra)
+def submitted(at: datetime, **extra) -> EventSubmitted:
+    fields = dict(event_id=uuid4(), user_id="u1", event_type="habit_completed", event_time=at, nonce="n" * 8,
+                  payload={"habit_id": str(uuid4())}, points=10, received_at=at, body_hash="h")
+    return EventSubmitted(**{**fields, **extra})
 
 
-def test_a_users_first_event_is_validated_with_high_trust():
-    decision = decide(submitted(T0), None, DEFAULTS)
-    assert decision.validation_status == "validated" and decision.trust_score >= 60
-    assert decision.points_delta == 10
+def after(*events: EventSubmitted) -> UserState:
+    state = UserState()
+    for event in events:
+        state.remember(event)
+    return state
 
 
-def test_a_valid_attestation_raises_trust_and_a_failed_one_sends_the_event_to_review():
-    plain = decide(submitted(T0), None, DEFAULTS)
-    attested = decide(submitted(T0, attestation="valid"), None, DEFAULTS)
-    failed = decide(submitted(T0, attestation="invalid"), None, DEFAULTS)
-    assert attested.trust_score > plain.trust_score and "attestation_valid" in attested.reasons
-    assert failed.validation_status == "pending_review" and "attestation_invalid" in failed.reasons
+def test_a_users_first_event_is_validated_with_a_trust_of_at_least_60():
+    outcome = decide(submitted(T0), UserState(), Context(), RULES)
+    assert outcome.decision.validation_status == "validated" and outcome.decision.trust_score >= 60
+    assert outcome.decision.points_delta == 10 and outcome.insights == ()
 
 
-def test_a_missing_attestation_counts_only_where_it_is_required():
-    missing = decide(submitted(T0, attestation_reasons=("attestation_missing",)), None, DEFAULTS)
-    assert missing.validation_status == "pending_review" and "attestation_missing" in missing.reasons
-    assert decide(submitted(T0, attestation="unverifiable"), None, DEFAULTS).validation_status == "validated"
+def test_events_under_a_second_apart_drop_below_30_are_rejected_and_raise_an_insight():
+    first = submitted(T0)
+    outcome = decide(submitted(T0 + timedelta(milliseconds=400)), after(first), Context(), RULES)
+    assert outcome.decision.validation_status == "rejected" and outcome.decision.trust_score < 30
+    assert "rapid_fire_events" in outcome.decision.reasons
+    assert [i.insight_type for i in outcome.insights] == ["rapid_fire_events"]
+    assert outcome.insights[0].evidence["closest_seconds"] == 0.4
 
 
-def test_an_event_under_a_second_after_the_previous_one_is_rejected_with_a_reason():
-    decision = decide(submitted(T0 + timedelta(milliseconds=400)), T0, DEFAULTS)
-    assert decision.validation_status == "rejected"
-    assert decision.trust_score < 30
-    assert "rapid_fire_events" in decision.reasons
-
-
-def test_an_event_a_second_or_more_after_the_previous_one_is_validated():
-    assert decide(submitted(T0 + timedelta(seconds=1)), T0, DEFAULTS).validation_status == "validated"
-
-
-def test_the_decision_names_its_rule_set_and_the_validator():
-    decision = decide(submitted(T0), None, DEFAULTS)
-    assert decision.rule_set and decision.validated_by == "validator"
+def test_the_decision_names_its_rule_set_so_it_can_be_explained_and_replayed():
+    outcome = decide(submitted(T0), UserState(), Context(), RULES)
+    assert outcome.decision.rule_set == RULES.version and outcome.decision.validated_by == "validator"
 
 
 def test_thresholds_split_scores_into_the_seeds_three_outcomes():
-    assert [status_for(s, DEFAULTS) for s in (100, 60, 59, 30, 29, 0)] == [
+    assert [status_for(s, RULES) for s in (100, 60, 59, 30, 29, 0)] == [
         "validated", "validated", "pending_review", "pending_review", "rejected", "rejected"]
 
 
-def test_thresholds_are_configuration():
-    assert status_for(55, Thresholds(validated_min=50)) == "validated"
+def test_thresholds_and_weights_are_configuration():
+    lenient = RuleSet(validated_min=50, attestation_invalid=-10)
+    outcome = decide(submitted(T0, attestation="invalid"), UserState(), Context(), lenient)
+    assert outcome.decision.validation_status == "validated"
+    assert decide(submitted(T0, attestation="invalid"), UserState(), Context(), RULES).decision.validation_status \
+        == "pending_review"
+
+
+def test_a_valid_attestation_raises_trust():
+    plain = decide(submitted(T0), UserState(), Context(), RULES).decision
+    attested = decide(submitted(T0, attestation="valid"), UserState(), Context(), RULES).decision
+    assert attested.trust_score > plain.trust_score and "attestation_valid" in attested.reasons
+
+
+def test_a_missing_attestation_counts_only_where_it_is_required():
+    missing = decide(submitted(T0, attestation_reasons=("attestation_missing",)), UserState(), Context(), RULES)
+    assert missing.decision.validation_status == "pending_review"
+    assert decide(submitted(T0, attestation="unverifiable"), UserState(), Context(), RULES).decision \
+        .validation_status == "validated"
+
+
+def test_the_same_inputs_always_give_the_same_decision():
+    state, event = after(submitted(T0 - timedelta(minutes=5))), submitted(T0)
+    first = decide(event, state, Context(accounts_on_device=4), RULES).decision
+    again = decide(event, state, Context(accounts_on_device=4), RULES).decision
+    assert (first.trust_score, first.reasons, first.validation_status) == \
+           (again.trust_score, again.reasons, again.validation_status)

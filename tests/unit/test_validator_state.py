@@ -29,8 +29,9 @@ def test_old_event_ids_are_forgotten_after_the_dedup_horizon():
     assert not state.already_decided(old) and state.already_decided(new)
 
 
-def test_the_latest_event_time_is_kept_even_when_events_arrive_out_of_order():
+def test_recent_event_times_are_kept_whatever_order_they_arrive_in():
     state = UserState()
     state.remember(submitted(T0, event_time=T0))
-    state.remember(submitted(T0, event_time=T0 - timedelta(minutes=5)))
-    assert state.last_event_time == T0
+    state.remember(submitted(T0 + timedelta(seconds=1), event_time=T0 - timedelta(minutes=5)))
+    assert sorted(t.timestamp() for t in state.recent_event_times(None)) == \
+        [(T0 - timedelta(minutes=5)).timestamp(), T0.timestamp()]

@@ -1,10 +1,12 @@
 """App events: submit one, read one back."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
@@ -25,11 +27,19 @@ REFUSED = Counter("ingest_events_refused_total", "Events refused at the gateway"
 DUPLICATES = Counter("ingest_events_duplicate_total", "Retries answered with the first event")
 
 
+def client_ip_hash(request: Request, settings) -> str | None:
+    """A keyed hash of the caller's address (never the address), when the deployment records it."""
+    if not settings.record_client_ip or request.client is None:
+        return None
+    key = hmac.new(settings.coupon_code_key.get_secret_value().encode(), b"client-ip", hashlib.sha256).digest()
+    return hmac.new(key, request.client.host.encode(), hashlib.sha256).hexdigest()[:32]
+
+
 @router.post("", status_code=202, response_model=EventAccepted, responses={
     200: {"model": EventAccepted, "description": "A retry of an accepted event: the first event id"},
     **problem_responses(413, 429, 503)})
 async def submit_event(body: SubmitEvent, user: WritingUser, pool: Pool, publisher: Publisher,
-                       settings: SettingsDep) -> JSONResponse:
+                       settings: SettingsDep, request: Request) -> JSONResponse:
     """Record what a user did; answered once Kafka has it."""
     now = utcnow()
     try:
@@ -43,7 +53,8 @@ async def submit_event(body: SubmitEvent, user: WritingUser, pool: Pool, publish
         raise Problem(422, exc.slug, exc.detail, title="Unprocessable Content", errors=exc.errors) from exc
     verdict = await assess(body.attestation, user_id=user.sub, nonce=body.nonce, pool=pool, settings=settings,
                            now=now)
-    event = event.model_copy(update={"attestation": verdict.verdict, "attestation_reasons": verdict.reasons})
+    event = event.model_copy(update={"attestation": verdict.verdict, "attestation_reasons": verdict.reasons,
+                                     "client_ip_hash": client_ip_hash(request, settings)})
     try:
         accepted = await handlers.submit_event(event, pool=pool, publisher=publisher, settings=settings)
     except Problem as problem:
