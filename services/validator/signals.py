@@ -29,7 +29,7 @@ class RuleSet:
     velocity_penalty: int = -35
     daily_cap_penalty: int = -50
     future_skew_seconds: float = 90.0
-    future_skew_penalty: int = -30
+    future_skew_penalty: int = -50
     late_sync_hours: float = 12.0
     late_sync_penalty: int = -10
     accounts_per_device: int = 3
