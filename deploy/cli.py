@@ -61,6 +61,38 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object
     Console().print(f"gateway {report['gateway_url']}  kafka {report['kafka_bootstrap']}  db {report['database_url']}")
 
 
+projector_app = typer.Typer(help="The read models: rebuild them from the log and compare.", no_args_is_help=True)
+app.add_typer(projector_app, name="projector")
+
+
+@projector_app.command("rebuild")
+def projector_rebuild(
+    keep: Annotated[bool, typer.Option(help="Keep the rebuilt schema for inspection.")] = False,
+) -> None:
+    """Replay the log from offset 0 into a fresh schema and compare every table with the live one."""
+    import asyncio
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from services.projector.rebuild import rebuild_and_compare
+
+    with Progress(TextColumn("replaying the log"), BarColumn(), MofNCompleteColumn(), console=console) as progress:
+        task = progress.add_task("replay", total=None)
+        schema, results = asyncio.run(rebuild_and_compare(
+            get_settings(), keep=keep, progress=lambda done, total: progress.update(task, completed=done,
+                                                                                   total=total)))
+    table = Table("table", "live rows", "rebuilt rows", "checksum", "matches")
+    for r in results:
+        table.add_row(r.table, str(r.live_rows), str(r.rebuilt_rows), r.rebuilt_checksum[:12],
+                      "[green]yes[/green]" if r.matches else "[red]NO[/red]")
+    Console().print(table)
+    if keep:
+        console.print(f"rebuilt schema kept as {schema}")
+    if not all(r.matches for r in results):
+        raise typer.Exit(1)
+
+
 @app.command()
 def simulate(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same report.")] = 7,

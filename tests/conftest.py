@@ -89,6 +89,9 @@ def stack(stack_env):
     from deploy.stack import Stack
 
     system = Stack(stack_env)
+    # Every session starts from an empty log and empty tables, so no earlier run's rows linger.
+    system.down(echo=lambda _: None)
+    shutil.rmtree(stack_env.state_dir, ignore_errors=True)
     started = time.monotonic()
     system.up(echo=lambda msg: print(f"[stack] {msg}", flush=True))
     print(f"[stack] ready in {time.monotonic() - started:.1f}s", flush=True)

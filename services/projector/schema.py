@@ -13,9 +13,12 @@ def _yoyo_url(dsn: str) -> str:
     return f"postgresql+psycopg://{rest}" if scheme in ("postgres", "postgresql") else dsn
 
 
-def apply_migrations(dsn: str) -> int:
-    """Bring the schema up to date; returns how many migrations were applied."""
-    backend = get_backend(_yoyo_url(dsn))
+def apply_migrations(dsn: str, schema: str | None = None) -> int:
+    """Bring the schema (the default one, or `schema`) up to date; returns how many migrations were applied."""
+    url = _yoyo_url(dsn)
+    if schema:
+        url += ("&" if "?" in url else "?") + f"schema={schema}"
+    backend = get_backend(url)
     migrations = read_migrations(str(MIGRATIONS))
     with backend.lock():
         pending = backend.to_apply(migrations)

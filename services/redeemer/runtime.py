@@ -55,7 +55,6 @@ class Redeemer:
             bootstrap_servers=bootstrap, transactional_id=f"{GROUP}-{instance}", enable_idempotence=True, acks="all")
         # partition -> user -> account, for the partitions this instance owns
         self.accounts: dict[int, dict[str, Account]] = defaultdict(dict)
-        self._positions: dict[TopicPartition, int] = {}
         self.running = False
 
     async def start(self) -> None:
@@ -128,23 +127,27 @@ class Redeemer:
                 log.exception("transaction failed; restoring the last committed state")
                 await self._recover()
 
-    def _ledger_caught_up(self, partition: int) -> bool:
-        ledger = TopicPartition(topics.LEDGER, partition)
-        stable = self.consumer.last_stable_offset(ledger)
-        if stable is None:
-            stable = self.consumer.highwater(ledger)
-        return stable is None or self._positions.get(ledger, -1) >= stable
+    async def _ledger_lagging(self, batches: dict[TopicPartition, list]) -> set[int]:
+        """Partitions whose commands must wait: their ledger has committed records not yet read."""
+        ledgers = [TopicPartition(topics.LEDGER, tp.partition) for tp in batches if tp.topic == topics.COMMANDS]
+        if not ledgers:
+            return set()
+        # Asked of the broker now, not remembered from the last fetch: with read_committed this is
+        # the last stable offset, so a credit committed just before the command is never missed.
+        ends = await self.consumer.end_offsets(ledgers)
+        return {tp.partition for tp in ledgers if await self.consumer.position(tp) < ends[tp]}
 
     async def process(self, batches: dict[TopicPartition, list]) -> None:
         # Credits first, and commands only once the ledger is read to its end: a redemption must
         # see every credit that was in the ledger when it arrived.
         ordered = sorted(batches.items(), key=lambda item: item[0].topic != topics.LEDGER)
-        self._positions = {tp: await self.consumer.position(tp) for tp in self.consumer.assignment()
-                           if tp.topic == topics.LEDGER}
         offsets, touched = {}, set()
         async with self.producer.transaction():
+            lagging = None
             for tp, messages in ordered:
-                if tp.topic == topics.COMMANDS and not self._ledger_caught_up(tp.partition):
+                if tp.topic == topics.COMMANDS and lagging is None:
+                    lagging = await self._ledger_lagging(batches)
+                if tp.topic == topics.COMMANDS and tp.partition in lagging:
                     DEFERRED.inc()
                     self.consumer.seek(tp, messages[0].offset)
                     continue

@@ -17,6 +17,7 @@ from services.projector.consumer import Projector
 from services.projector.projection import Position, project
 from shared.envelope import to_record
 from shared.events import EventDecided
+from shared.db import create_pool
 from tests.helpers import eventually, new_user
 
 pytestmark = pytest.mark.integration
@@ -27,6 +28,19 @@ def decision(user: str, points: int, status: str = "validated") -> EventDecided:
     return EventDecided(event_id=uuid.uuid4(), user_id=user, event_type="habit_completed", event_time=now,
                         points_delta=points, proof_type="none", validation_status=status, trust_score=90,
                         rule_set="test", validated_by="test", decided_at=now)
+
+
+@pytest.fixture
+async def schema(settings):
+    """A fresh schema of this test's own, so the live read models never see its rows."""
+    from services.projector.rebuild import create_schema, drop_schema, new_schema_name
+
+    name = new_schema_name()
+    await create_schema(settings.dsn, name)
+    pool = await create_pool(settings.dsn, schema=name, min_size=1, max_size=3)
+    yield pool
+    await pool.close()
+    await drop_schema(settings.dsn, name)
 
 
 @pytest.fixture
@@ -74,7 +88,8 @@ async def balance(db, user):
 
 
 async def test_a_restarted_projector_resumes_from_its_stored_offsets_without_double_counting(
-        settings, db, private_topic):
+        settings, schema, private_topic):
+    db = schema
     user, group = new_user(), f"test-projector-{uuid.uuid4().hex[:8]}"
     await publish(settings, private_topic, [decision(user, 10) for _ in range(7)])
     await run_until(Projector(settings.kafka_bootstrap_servers, db, settings.keyring(), group, (private_topic,)), db, group, 7)
@@ -87,7 +102,8 @@ async def test_a_restarted_projector_resumes_from_its_stored_offsets_without_dou
     assert await db.fetchval("SELECT count(*) FROM points_events WHERE user_id = $1", user) == 10
 
 
-async def test_replaying_the_log_from_offset_zero_gives_the_same_rows(settings, db, private_topic):
+async def test_replaying_the_log_from_offset_zero_gives_the_same_rows(settings, schema, private_topic):
+    db = schema
     user, group = new_user(), f"test-projector-{uuid.uuid4().hex[:8]}"
     await publish(settings, private_topic,
                   [decision(user, 10), decision(user, 20, "rejected"), decision(user, 30), decision(user, 1)])
@@ -103,7 +119,8 @@ async def test_replaying_the_log_from_offset_zero_gives_the_same_rows(settings, 
     assert await balance(db, user) == cache_before == 41
 
 
-async def test_a_batch_that_fails_in_the_database_leaves_neither_rows_nor_offsets(db):
+async def test_a_batch_that_fails_in_the_database_leaves_neither_rows_nor_offsets(schema):
+    db = schema
     user, group = new_user(), f"test-projector-{uuid.uuid4().hex[:8]}"
     good = project(decision(user, 10), Position("t", 0, 0))
     # A balance can never go negative: the cache's CHECK makes this batch fail in PostgreSQL.

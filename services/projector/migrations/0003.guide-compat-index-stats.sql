@@ -4,7 +4,7 @@
 -- database resolves `public` before `pg_catalog`, and a view of the same name adds the two
 -- aliases beside every original column.
 
-CREATE VIEW public.pg_stat_user_indexes AS
+CREATE OR REPLACE VIEW public.pg_stat_user_indexes AS
 SELECT s.*, s.relname AS tablename, s.indexrelname AS indexname
 FROM pg_catalog.pg_stat_user_indexes AS s;
 
