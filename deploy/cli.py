@@ -93,6 +93,65 @@ def projector_rebuild(
         raise typer.Exit(1)
 
 
+deadletters_app = typer.Typer(help="Records set aside as untrusted or unreadable.", no_args_is_help=True)
+app.add_typer(deadletters_app, name="deadletters")
+
+
+def _select(service: str | None, reason: str | None):
+    import asyncio
+
+    from deploy.deadletters import read_all
+
+    letters = asyncio.run(read_all(get_settings().kafka_bootstrap_servers))
+    return [d for d in letters if (service is None or d.service == service)
+            and (reason is None or reason.lower() in d.reason.lower())]
+
+
+@deadletters_app.command("list")
+def deadletters_list(
+    service: Annotated[str | None, typer.Option(help="Only those set aside by this service.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Only those whose reason contains this.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """What was set aside, where from, by whom and why."""
+    letters = _select(service, reason)
+    if as_json:
+        for d in letters:
+            topic, partition, offset = d.source
+            sys.stdout.write(json.dumps({"partition": d.partition, "offset": d.offset, "service": d.service,
+                                         "reason": d.reason, "source_topic": topic, "source_partition": partition,
+                                         "source_offset": offset, "key": d.key.decode(errors="replace")}) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table("dead letter", "set aside by", "from", "key", "reason")
+    for d in letters:
+        table.add_row(f"{d.partition}/{d.offset}", d.service, "/".join(map(str, d.source)),
+                      d.key.decode(errors="replace"), d.reason)
+    Console().print(table)
+
+
+@deadletters_app.command("replay")
+def deadletters_replay(
+    service: Annotated[str | None, typer.Option(help="Only those set aside by this service.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Only those whose reason contains this.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do it without asking.")] = False,
+) -> None:
+    """Send dead letters back to their source topics (after fixing what made them fail)."""
+    import asyncio
+
+    from deploy.deadletters import replay
+
+    letters = _select(service, reason)
+    if not letters:
+        console.print("no dead letters match")
+        return
+    if not yes and not typer.confirm(f"replay {len(letters)} dead letters to their source topics?"):
+        raise typer.Exit(1)
+    count = asyncio.run(replay(get_settings().kafka_bootstrap_servers, letters))
+    console.print(f"replayed {count} dead letters")
+
+
 @app.command()
 def simulate(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same report.")] = 7,

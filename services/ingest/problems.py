@@ -5,6 +5,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -95,6 +96,13 @@ def install(app: FastAPI) -> None:
         ]
         return problem_response(422, "validation-error", "The request does not match the schema.",
                                 title="Unprocessable Content", errors=errors)
+
+    @app.exception_handler(asyncpg.DataError)
+    async def _unstorable(_: Request, exc: asyncpg.DataError) -> JSONResponse:
+        # Inputs are checked before anything is published; this catches what a schema cannot
+        # (a path segment PostgreSQL cannot represent, say), so it still answers as a client error.
+        return problem_response(422, "invalid-value", "A value in the request cannot be processed.",
+                                title="Unprocessable Content", errors=[{"pointer": "/", "detail": type(exc).__name__}])
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -4,17 +4,42 @@ from __future__ import annotations
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from shared.events import ValidationStatus
 
 
+def _storable(value: str) -> str:
+    """PostgreSQL text cannot hold NUL; refused here, before anything is published or stored."""
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    return value
+
+
+def _storable_tree(value: Any) -> Any:
+    if isinstance(value, str):
+        _storable(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key)
+            _storable_tree(item)
+    elif isinstance(value, list):
+        for item in value:
+            _storable_tree(item)
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+
+
 class Attestation(BaseModel):
     type: Literal["app_attest", "play_integrity"]
-    token: str = Field(min_length=1, max_length=16384,
+    token: Text = Field(min_length=1, max_length=16384,
                        description="app_attest: base64 assertion over the event's nonce; "
                                    "play_integrity: the integrity token requested with the event's nonce")
-    key_id: str | None = Field(None, max_length=128, description="app_attest: the registered key's id (base64)")
+    key_id: Text | None = Field(None, max_length=128, description="app_attest: the registered key's id (base64)")
 
 
 class SubmitEvent(BaseModel):
@@ -22,12 +47,17 @@ class SubmitEvent(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    event_type: str = Field(min_length=1, max_length=64)
+    event_type: Text = Field(min_length=1, max_length=64)
     event_time: AwareDatetime
     nonce: str = Field(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
     payload: dict[str, Any] = Field(default_factory=dict)
-    device_id: str | None = Field(None, max_length=256)
+    device_id: Text | None = Field(None, max_length=256)
     attestation: Attestation | None = None
+
+    @field_validator("payload")
+    @classmethod
+    def _payload_storable(cls, payload: dict[str, Any]) -> dict[str, Any]:
+        return _storable_tree(payload)
 
 
 class EventAccepted(BaseModel):

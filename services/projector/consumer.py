@@ -85,7 +85,7 @@ class Projector:
                 await self._report_lag()
 
     async def apply(self, batches: dict[TopicPartition, list]) -> None:
-        rows, next_offsets = [], {}
+        rows, sources, next_offsets = [], [], {}
         for tp, messages in batches.items():
             for message in messages:
                 try:
@@ -97,11 +97,24 @@ class Projector:
                 row = project(event, Position(tp.topic, tp.partition, message.offset))
                 if row is not None:
                     rows.append(row)
+                    sources.append((tp, message))
             next_offsets[(tp.topic, tp.partition)] = messages[-1].offset + 1
-        with BATCH_SECONDS.time():
-            await store.apply_batch(self.pool, self.group, rows, next_offsets)
+        try:
+            with BATCH_SECONDS.time():
+                await store.apply_batch(self.pool, self.group, rows, next_offsets)
+        except asyncpg.DataError:
+            await self._apply_one_by_one(rows, sources, next_offsets)
         for tp, messages in batches.items():
             RECORDS.labels(tp.topic).inc(len(messages))
+
+    async def _apply_one_by_one(self, rows, sources, next_offsets) -> None:
+        """A value PostgreSQL refuses spoils the whole batch: find it, set it aside, apply the rest."""
+        for row, (tp, message) in zip(rows, sources):
+            try:
+                await store.apply_batch(self.pool, self.group, [row], {(tp.topic, tp.partition): message.offset + 1})
+            except asyncpg.DataError as exc:
+                await self._dead_letter(tp, message, exc)
+        await store.apply_batch(self.pool, self.group, [], next_offsets)
 
     async def _dead_letter(self, tp: TopicPartition, message, exc: Exception) -> None:
         """An untrusted or unreadable record is set aside, never applied, and never stalls the partition."""

@@ -84,3 +84,14 @@ async def test_a_body_over_64_kib_is_too_large(gateway, token):
 async def test_an_unknown_event_id_is_not_found(gateway, token):
     response = await gateway.get("/v1/events/6f1c1c9e-0000-4000-8000-000000000000", headers=token(new_user()))
     assert_problem(response, 404)
+
+
+async def test_text_postgresql_cannot_store_is_refused_before_anything_is_recorded(gateway, token):
+    headers = token(new_user())
+    event = habit_event(payload={"habit_id": "h\x001"})
+    assert_problem(await gateway.post("/v1/events", json=event, headers=headers), 422)
+    admin = token("nul-admin", "admin")
+    template = {"name": "bad\x00name", "partner": "P", "points_cost": 10}
+    assert_problem(await gateway.post("/v1/admin/coupon-templates", json=template, headers=admin), 422)
+    assert_problem(await gateway.get("/v1/admin/users/a%00b/history", headers=admin), 422)
+    assert (await gateway.get("/v1/me/history", headers=headers)).json()["items"] == []

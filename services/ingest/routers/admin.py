@@ -15,6 +15,7 @@ from services.ingest import redemptions
 from services.ingest.deps import Admin, FlagsDep, Pool, Ports, Publisher
 from services.ingest.problems import COMMON_PROBLEMS, Problem, problem_responses
 from services.ingest.routers.coupons import IdempotencyKey, Template, reply, require_key
+from services.ingest.schemas import Text
 from shared import topics
 from shared.commands import HoldEvent, ReviewEvent
 from shared.events import utcnow
@@ -54,9 +55,9 @@ async def put_flags(body: FlagsIn, admin: Admin, pool: Pool, cache: FlagsDep) ->
 class AwardRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str = Field(min_length=1, max_length=256)
+    user_id: Text = Field(min_length=1, max_length=256)
     points: int = Field(gt=0, le=1_000_000)
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Text = Field(min_length=1, max_length=500)
 
 
 class Award(BaseModel):
@@ -98,8 +99,8 @@ async def revoke_coupon(coupon_id: UUID, body: RevokeRequest, admin: Admin, port
 class NewTemplate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-    partner: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
+    partner: Text = Field(min_length=1, max_length=200)
     points_cost: int = Field(gt=0, le=10_000_000)
     valid_days: int = Field(30, gt=0, le=3650)
 
@@ -108,8 +109,8 @@ class TemplateChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     is_active: bool | None = None
-    name: str | None = Field(None, min_length=1, max_length=200)
-    partner: str | None = Field(None, min_length=1, max_length=200)
+    name: Text | None = Field(None, min_length=1, max_length=200)
+    partner: Text | None = Field(None, min_length=1, max_length=200)
     points_cost: int | None = Field(None, gt=0, le=10_000_000)
     valid_days: int | None = Field(None, gt=0, le=3650)
 
@@ -167,7 +168,7 @@ class Verdict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: Literal["approve", "reject"]
-    note: str | None = Field(None, max_length=1000)
+    note: Text | None = Field(None, max_length=1000)
 
 
 class VerdictAccepted(BaseModel):

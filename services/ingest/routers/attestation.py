@@ -12,6 +12,7 @@ from services.ingest.attestation.apple import AttestationFailed
 from services.ingest.attestation.assess import b64decode
 from services.ingest.deps import AppUser, Pool, SettingsDep
 from services.ingest.problems import COMMON_PROBLEMS, Problem, problem_responses
+from services.ingest.schemas import Text
 from shared.events import utcnow
 
 router = APIRouter(prefix="/v1/attestation", tags=["attestation"], responses=COMMON_PROBLEMS)
@@ -25,9 +26,9 @@ class Challenge(BaseModel):
 class RegisterAppAttestKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    key_id: str = Field(min_length=4, max_length=128, description="Base64 key identifier from generateKey")
-    attestation: str = Field(min_length=4, max_length=32768, description="Base64 attestation object")
-    challenge: str = Field(min_length=4, max_length=256, description="The challenge this server issued")
+    key_id: Text = Field(min_length=4, max_length=128, description="Base64 key identifier from generateKey")
+    attestation: Text = Field(min_length=4, max_length=32768, description="Base64 attestation object")
+    challenge: Text = Field(min_length=4, max_length=256, description="The challenge this server issued")
 
 
 class RegisteredKey(BaseModel):

@@ -14,6 +14,7 @@ from services.ingest.deps import AppUser, Pool, Ports, WritingUser, require_role
 from services.ingest.auth import Principal
 from services.ingest.problems import COMMON_PROBLEMS, MEDIA_TYPE, Problem, problem_responses
 from services.ingest.readmodels import as_user
+from services.ingest.schemas import Text
 from shared.coupon_codes import normalise
 from shared.events import utcnow
 
@@ -69,7 +70,7 @@ class Coupon(BaseModel):
 class UseCode(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    code: str = Field(min_length=1, max_length=64)
+    code: Text = Field(min_length=1, max_length=64)
 
 
 class UsedCoupon(BaseModel):
