@@ -153,6 +153,40 @@ def deadletters_replay(
 
 
 @app.command()
+def chaos(
+    soak: Annotated[bool, typer.Option(help="A long run: every fault three times, more users.")] = False,
+    users: Annotated[int, typer.Option(help="Users submitting events.", min=1)] = 20,
+    report: Annotated[str | None, typer.Option(help="Write the report (Markdown) to this file.")] = None,
+) -> None:
+    """Kill, pause and restart each part under load; then check that nothing acknowledged was lost or doubled."""
+    import asyncio
+
+    from rich.table import Table
+
+    from deploy import chaos as chaos_run
+
+    faults = chaos_run.FAULTS * (3 if soak else 1)
+    result = asyncio.run(chaos_run.run(Stack(get_settings()), faults=faults, users=users * (3 if soak else 1),
+                                       echo=lambda msg: console.print(msg)))
+    table = Table("invariant", "holds")
+    for name, ok in result.checks.items():
+        table.add_row(name, "[green]yes[/green]" if ok else "[red]NO[/red]")
+    Console().print(table)
+    Console().print(f"events acknowledged {len(result.tally.events_acked)}, redemptions {len(result.tally.coupons_acked)}, "
+                    f"lost {result.details['lost_events']}, duplicates {result.details['duplicate_events']}")
+    if result.details["undecided_events"]:
+        console.print(f"undecided: {result.details['undecided_events']}, first: {result.details['first_undecided']}")
+    for error in result.tally.client_errors[:10]:
+        console.print(f"[red]client error[/red] {error}")
+    if report:
+        from pathlib import Path
+
+        Path(report).write_text(result.markdown())
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def simulate(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same report.")] = 7,
     honest: Annotated[int, typer.Option(help="Honest users.", min=1)] = 300,

@@ -93,6 +93,34 @@ class Stack:
 
             wait_until(ready, timeout=120, what=service.name)
 
+    def service(self, name: str) -> Service:
+        return next(s for s in self.services if s.name == name)
+
+    def heal(self, echo=print, patience: float = 90.0) -> None:
+        """Start what died; restart what lives but has not become ready within `patience` seconds."""
+        for _ in range(3):
+            self.up(echo)
+            stuck = []
+            for service in self.services:
+                try:
+                    wait_until(service.ready, timeout=patience, what=service.name)
+                except TimeoutError:
+                    stuck.append(service)
+            if not stuck:
+                return
+            for service in stuck:
+                echo(f"restarting {service.name}, alive but not ready")
+                service.process(self.settings).stop(timeout=10)
+        raise RuntimeError("the system did not become ready")
+
+    def restart_infrastructure(self, name: str, echo=print) -> None:
+        part = {"kafka": self.kafka, "postgres": self.postgres}[name]
+        if part is None or (name == "kafka" and not self.settings.manage_kafka):
+            raise RuntimeError(f"{name} is not run by this stack")
+        part.stop()
+        part.start(echo)
+        part.wait_ready()
+
     def prepare(self, echo=print) -> None:
         """Topics and schema, on infrastructure that is already running (ours or someone else's)."""
         if not self.settings.manage_kafka:

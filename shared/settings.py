@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     coupon_previous_secrets: SecretStr | None = Field(None, alias="COUPON_PREVIOUS_SECRETS")
     # Derives each coupon's code from its id (see shared/coupon_codes.py); held only by the services.
     coupon_code_key: SecretStr = Field(SecretStr(DEV_COUPON_CODE_KEY), alias="POINTS_COUPON_CODE_KEY")
+    # An acknowledged event still undecided after this long is offered to the validator again.
+    stuck_pending_seconds: float = Field(60.0, alias="POINTS_STUCK_PENDING_SECONDS", gt=0)
+    publish_timeout_seconds: float = Field(5.0, alias="POINTS_PUBLISH_TIMEOUT_SECONDS", gt=0)
     redemption_timeout_seconds: float = Field(10.0, alias="POINTS_REDEMPTION_TIMEOUT_SECONDS", gt=0)
     idempotency_ttl_hours: float = Field(48.0, alias="POINTS_IDEMPOTENCY_TTL_HOURS", ge=24)
     merchant_failed_attempts_per_hour: int = Field(20, alias="POINTS_MERCHANT_FAILED_ATTEMPTS_PER_HOUR", ge=1)

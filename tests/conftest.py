@@ -34,6 +34,7 @@ TEST_ENV = {
     "POINTS_MERCHANT_FAILED_ATTEMPTS_PER_HOUR": "5",
     "POINTS_NONCE_CLEANUP_SECONDS": "0.5",
     "POINTS_FLAGS_REFRESH_SECONDS": "0.5",
+    "POINTS_STUCK_PENDING_SECONDS": "10",
     "APP_ATTEST_APP_ID": APP_ATTEST_APP_ID,
     "APP_ATTEST_ENVIRONMENT": "development",
     # The recorded attestations' certificates were valid in 2024.

@@ -51,24 +51,24 @@ class ManagedProcess:
         self.pid_file.write_text(str(proc.pid))
         return proc.pid
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def stop(self, timeout: float = 20.0, stop_signal: int = signal.SIGTERM) -> None:
         pid = self.pid()
         if pid is not None:
-            terminate(pid, timeout)
+            terminate(pid, timeout, stop_signal)
         self.pid_file.unlink(missing_ok=True)
 
 
-def terminate(pid: int, timeout: float) -> None:
-    """SIGTERM the process group so it drains; SIGKILL whatever is left after `timeout`."""
+def terminate(pid: int, timeout: float, stop_signal: int = signal.SIGTERM) -> None:
+    """Signal the process group so it drains; SIGKILL whatever is left after `timeout`."""
     try:
         proc = psutil.Process(pid)
         group = [proc, *proc.children(recursive=True)]
     except psutil.NoSuchProcess:
         return
     try:
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, stop_signal)
     except (ProcessLookupError, PermissionError):
-        proc.terminate()
+        proc.send_signal(stop_signal)
     _, alive = psutil.wait_procs(group, timeout=timeout)
     for straggler in alive:
         try:

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import logging
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import asyncpg
 from fastapi import FastAPI
@@ -18,6 +19,7 @@ from services.ingest.limits import BodySizeLimit
 from services.ingest.publisher import KafkaPublisher
 from services.ingest.replies import ReplyWaiter
 from services.ingest.routers import admin, attestation, coupons, events, health, me
+from shared import topics
 from shared.db import create_pool
 from shared.events import utcnow
 from shared.settings import Settings, get_settings
@@ -38,20 +40,44 @@ async def clean_expired_claims(pool: asyncpg.Pool, every: float) -> None:
         await asyncio.sleep(every)
 
 
+STUCK_REPUBLISHED = Counter("ingest_stuck_events_republished_total",
+                            "Acknowledged events offered to the validator again after staying undecided")
+
+
+async def revalidate_stuck_events(pool: asyncpg.Pool, publisher: KafkaPublisher, after: float) -> None:
+    """The guide's "events stuck in pending" fix, automated: publish such events again.
+
+    The validator decides an event once (it skips an event id it has decided), so offering one
+    again is harmless; it repairs a submission a consumer lost, as faust-streaming was seen to do
+    across a rebalance (see docs/chaos-report.md).
+    """
+    while True:
+        await asyncio.sleep(after / 2)
+        try:
+            for event in await claims.stuck_submissions(pool, utcnow() - timedelta(seconds=after)):
+                await publisher.publish(topics.SUBMITTED, event, key=event.user_id)
+                STUCK_REPUBLISHED.inc()
+        except Exception:
+            log.exception("revalidating stuck events failed; will try again")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.pool = await create_pool(settings.dsn, min_size=1, max_size=10)
-        app.state.publisher = KafkaPublisher(settings.kafka_bootstrap_servers, settings.signer())
+        app.state.publisher = KafkaPublisher(settings.kafka_bootstrap_servers, settings.signer(),
+                                             settings.publish_timeout_seconds)
         await app.state.publisher.start()
         app.state.replies = ReplyWaiter(settings.kafka_bootstrap_servers, settings.keyring())
         await app.state.replies.start()
         app.state.flags = FlagCache(app.state.pool, settings.flags_refresh_seconds)
         await app.state.flags.refresh()
         background = [asyncio.create_task(clean_expired_claims(app.state.pool, settings.nonce_cleanup_seconds)),
-                      asyncio.create_task(app.state.flags.run())]
+                      asyncio.create_task(app.state.flags.run()),
+                      asyncio.create_task(revalidate_stuck_events(app.state.pool, app.state.publisher,
+                                                                  settings.stuck_pending_seconds))]
         try:
             yield
         finally:

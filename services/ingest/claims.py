@@ -94,3 +94,12 @@ async def wait_for_first_publish(pool: asyncpg.Pool, event: EventSubmitted, dead
 async def delete_expired(pool: asyncpg.Pool, now: datetime | None = None) -> int:
     result = await pool.execute("DELETE FROM used_nonces WHERE expires_at < $1", now or utcnow())
     return int(result.split()[-1])
+
+
+async def stuck_submissions(pool: asyncpg.Pool, older_than: datetime, limit: int = 500) -> list[EventSubmitted]:
+    """Acknowledged events still undecided long after they were stored: to be offered to the validator again."""
+    rows = await pool.fetch(
+        "SELECT n.record FROM points_events p JOIN used_nonces n ON n.event_id = p.id "
+        "WHERE p.validation_status = 'pending' AND p.created_at < $1 ORDER BY p.created_at LIMIT $2",
+        older_than, limit)
+    return [EventSubmitted.model_validate(r["record"]) for r in rows]

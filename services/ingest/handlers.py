@@ -1,7 +1,6 @@
 """The gateway's write path: one handler per command, adapters passed in."""
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -9,12 +8,10 @@ import asyncpg
 
 from services.ingest import claims
 from services.ingest.problems import Problem
-from services.ingest.publisher import KafkaPublisher
+from services.ingest.publisher import KafkaPublisher, publish_or_503
 from shared import topics
 from shared.events import EventSubmitted, utcnow
 from shared.settings import Settings
-
-log = logging.getLogger("points.ingest")
 
 # How long a retry waits for the first copy's publish before publishing the same event itself:
 # longer than the producer's own request timeout, so the first copy has failed by then.
@@ -29,12 +26,7 @@ class Accepted:
 
 
 async def _publish(publisher: KafkaPublisher, pool: asyncpg.Pool, event: EventSubmitted) -> None:
-    try:
-        await publisher.publish(topics.SUBMITTED, event, key=event.user_id)
-    except Exception as exc:  # any broker failure means: not stored, so not acknowledged
-        log.error("points.error", extra={"operation": "publish", "error_message": str(exc)})
-        raise Problem(503, "kafka-unavailable", "The event could not be stored; retry with the same nonce.",
-                      headers={"Retry-After": "1"}) from exc
+    await publish_or_503(publisher, topics.SUBMITTED, event, key=event.user_id, what="event")
     await claims.mark_published(pool, event)
 
 

@@ -104,6 +104,16 @@ def install(app: FastAPI) -> None:
         return problem_response(422, "invalid-value", "A value in the request cannot be processed.",
                                 title="Unprocessable Content", errors=[{"pointer": "/", "detail": type(exc).__name__}])
 
+    @app.exception_handler(asyncpg.PostgresConnectionError)
+    @app.exception_handler(asyncpg.InterfaceError)
+    @app.exception_handler(ConnectionError)
+    @app.exception_handler(OSError)
+    async def _database_down(_: Request, exc: Exception) -> JSONResponse:
+        logging.getLogger("points.ingest").error("points.error", extra={
+            "operation": "database", "error_message": f"{type(exc).__name__}: {exc}"})
+        return problem_response(503, "database-unavailable", "The database is not reachable; nothing was recorded, "
+                                "retry with the same nonce or Idempotency-Key.", headers={"Retry-After": "2"})
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         logging.getLogger("points.ingest").error("points.error", exc_info=exc,

@@ -16,7 +16,7 @@ import asyncpg
 
 from services.ingest import idempotency
 from services.ingest.problems import Problem
-from services.ingest.publisher import KafkaPublisher
+from services.ingest.publisher import KafkaPublisher, publish_or_503
 from services.ingest.replies import ReplyWaiter
 from shared import topics
 from shared.commands import Command, RedeemCoupon, RevokeCoupon, UseCoupon
@@ -61,7 +61,11 @@ def refusal(answer: CommandAnswered) -> Problem:
 
 async def _send_and_wait(ports: Ports, command: Command) -> CommandAnswered | None:
     ports.replies.expect(command.command_id)
-    await ports.publisher.publish(topics.COMMANDS, command, key=command.user_id)
+    try:
+        await publish_or_503(ports.publisher, topics.COMMANDS, command, key=command.user_id, what="request")
+    except Problem:
+        ports.replies.forget(command.command_id)
+        raise
     return await ports.replies.wait(command.command_id, ports.settings.redemption_timeout_seconds)
 
 
@@ -167,7 +171,7 @@ async def award(ports: Ports, *, admin: str, user_id: str, points: int, reason: 
     record = EventDecided(event_id=event_id, user_id=user_id, event_type="admin_award", event_time=now,
                           points_delta=points, proof_type="manual_admin", validation_status="validated",
                           trust_score=100, reasons=(reason,), rule_set="admin", validated_by=admin, decided_at=now)
-    await ports.publisher.publish(topics.LEDGER, record, key=user_id)
+    await publish_or_503(ports.publisher, topics.LEDGER, record, key=user_id, what="award")
     body = {"event_id": str(event_id), "user_id": user_id, "points": points, "reason": reason,
             "validated_by": admin}
     await idempotency.record_answer(ports.pool, scope=scope, key=key, status_code=201, response=body)

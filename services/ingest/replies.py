@@ -50,6 +50,9 @@ class ReplyWaiter:
         """Register before publishing, so an answer that comes back at once is not missed."""
         return self.waiting.setdefault(command_id, asyncio.get_running_loop().create_future())
 
+    def forget(self, command_id: UUID) -> None:
+        self.waiting.pop(command_id, None)
+
     async def wait(self, command_id: UUID, timeout: float) -> CommandAnswered | None:
         future = self.expect(command_id)
         try:
@@ -57,7 +60,7 @@ class ReplyWaiter:
         except asyncio.TimeoutError:
             return None
         finally:
-            self.waiting.pop(command_id, None)
+            self.forget(command_id)
 
     async def _read(self) -> None:
         while True:

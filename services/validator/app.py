@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping
 
 import faust
+from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Histogram
 
 from services.validator.review import finish_review, hold
@@ -71,6 +72,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
         producer_acks=-1,
         web_enabled=False,
         table_cleanup_interval=60.0,
+        # A replaced or crashed worker leaves the group in seconds, not after faust's default minute.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
     )
 
     def topic(name: str, internal: bool = False):
@@ -89,9 +93,20 @@ def create_app(settings: Settings | None = None) -> faust.App:
     addresses = app.Table("ip-accounts", partitions=settings.topic_partitions)
     state = {"started": False}
 
+    # Outputs go through a producer of our own whose send_and_wait returns only once the broker has
+    # the record (acks=all); only then is the input acked or the user's state updated. faust's own
+    # producer still writes the tables' changelogs.
+    outputs: dict[str, AIOKafkaProducer] = {}
+    starting = asyncio.Lock()
+
     async def send(target, key: bytes, value: bytes, headers=None) -> None:
-        # Waiting for the broker's ack before acking the input keeps at-least-once honest.
-        await (await target.send(key=key, value=value, headers=headers))
+        async with starting:  # agents run concurrently: one producer for all of them
+            if "producer" not in outputs:
+                producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
+                                            enable_idempotence=True)
+                await producer.start()
+                outputs["producer"] = producer
+        await outputs["producer"].send_and_wait(target.get_topic_name(), value, key=key, headers=headers)
 
     async def publish(target, event, key: str) -> None:
         out = signer.sign(to_record(event, key=key, source=SOURCE))

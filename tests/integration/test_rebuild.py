@@ -1,7 +1,6 @@
 """Dropping the read models and replaying the log from offset 0 gives the same rows."""
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys

@@ -14,6 +14,7 @@ from services.ingest import flags as flag_store
 from services.ingest import redemptions
 from services.ingest.deps import Admin, FlagsDep, Pool, Ports, Publisher
 from services.ingest.problems import COMMON_PROBLEMS, Problem, problem_responses
+from services.ingest.publisher import publish_or_503
 from services.ingest.routers.coupons import IdempotencyKey, Template, reply, require_key
 from services.ingest.schemas import Text
 from shared import topics
@@ -187,7 +188,7 @@ async def decide_event(event_id: UUID, body: Verdict, admin: Admin, pool: Pool, 
         raise Problem(409, "not-in-review", f"The event is {row['validation_status']}, not awaiting review.")
     command = ReviewEvent(command_id=uuid4(), user_id=row["user_id"], issued_at=utcnow(), event_id=event_id,
                           admin=admin.sub, decision=body.decision, note=body.note)
-    await publish_or_503(publisher, command)
+    await publish_review(publisher, command)
     log.warning("points.review.decided", extra={"admin": admin.sub, "event_id": str(event_id),
                                                 "decision": body.decision})
     return VerdictAccepted(event_id=event_id, decision=body.decision, validated_by=admin.sub)
@@ -204,7 +205,7 @@ async def hold_pending(admin: Admin, pool: Pool, publisher: Publisher) -> Held:
                             "WHERE validation_status = 'pending'")
     now = utcnow()
     for r in rows:
-        await publish_or_503(publisher, HoldEvent(
+        await publish_review(publisher, HoldEvent(
             command_id=uuid4(), user_id=r["user_id"], issued_at=now, event_id=r["id"], admin=admin.sub,
             event_type=r["event_type"], event_time=r["event_time"], points=r["points_delta"],
             proof_type=r["proof_type"]))
@@ -212,12 +213,8 @@ async def hold_pending(admin: Admin, pool: Pool, publisher: Publisher) -> Held:
     return Held(held=len(rows))
 
 
-async def publish_or_503(publisher, command) -> None:
-    try:
-        await publisher.publish(topics.REVIEWS, command, key=command.user_id)
-    except Exception as exc:
-        raise Problem(503, "kafka-unavailable", "The command could not be stored; try again.",
-                      headers={"Retry-After": "1"}) from exc
+async def publish_review(publisher, command) -> None:
+    await publish_or_503(publisher, topics.REVIEWS, command, key=command.user_id, what="command")
 
 
 class AdminHistoryItem(BaseModel):
