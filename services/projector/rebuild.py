@@ -97,8 +97,11 @@ async def live_positions(pool: asyncpg.Pool, live: str, group: str = GROUP) -> d
 
 
 async def replay_into(settings: Settings, schema: str, until: dict[tuple[str, int], int],
-                      topics: tuple[str, ...] | None = None, progress=None) -> None:
-    """Project the log from offset 0 into `schema` until every partition has reached `until`."""
+                      topics: tuple[str, ...] | None = None, progress=None, stall_seconds: float = 120.0) -> None:
+    """Project the log from offset 0 into `schema` until every partition has reached `until`.
+
+    Gives up, naming the partitions short of their target, when nothing moves for `stall_seconds`.
+    """
     pool = await create_pool(settings.dsn, schema=schema, min_size=1, max_size=2)
     kwargs = {"subscribed": topics} if topics else {}
     projector = Projector(settings.kafka_bootstrap_servers, pool, settings.keyring(), group=f"points-{schema}",
@@ -106,15 +109,24 @@ async def replay_into(settings: Settings, schema: str, until: dict[tuple[str, in
     await projector.start()
     runner = asyncio.create_task(projector.run())
     total = sum(until.values())
+    loop = asyncio.get_running_loop()
+    last_progress, last_moved = -1, loop.time()
     try:
         while True:
             done = await live_positions(pool, schema, projector.group)
+            reached = sum(min(done.get(tp, 0), end) for tp, end in until.items())
             if progress:
-                progress(sum(min(done.get(tp, 0), end) for tp, end in until.items()), total)
+                progress(reached, total)
             if all(done.get(tp, 0) >= end for tp, end in until.items()):
                 return
             if runner.done():
                 runner.result()  # re-raises what stopped it
+            if reached != last_progress:
+                last_progress, last_moved = reached, loop.time()
+            elif loop.time() - last_moved > stall_seconds:
+                short = {f"{t}/{p}": (done.get((t, p), 0), end) for (t, p), end in until.items()
+                         if done.get((t, p), 0) < end}
+                raise TimeoutError(f"replay stalled short of the live positions: {short}")
             await asyncio.sleep(0.2)
     finally:
         projector.running = False
