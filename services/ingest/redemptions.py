@@ -69,6 +69,17 @@ async def _send_and_wait(ports: Ports, command: Command) -> CommandAnswered | No
     return await ports.replies.wait(command.command_id, ports.settings.redemption_timeout_seconds)
 
 
+async def _answer_or_problem(ports: Ports, command: Command, *, expected: str) -> CommandAnswered:
+    """The redeemer's answer when it is the expected outcome; otherwise the problem to answer with."""
+    answer = await _send_and_wait(ports, command)
+    if answer is None:
+        raise Problem(503, "redemption-timeout", "The coupon service did not answer in time; try again.",
+                      headers={"Retry-After": "1"})
+    if answer.outcome != expected:
+        raise refusal(answer)
+    return answer
+
+
 def redemption_body(answer: CommandAnswered, keys: CouponKeys) -> dict:
     coupon_id = UUID(answer.detail["coupon_id"])
     return {"redemption_id": str(answer.command_id), "coupon_id": str(coupon_id), "code": keys.code_for(coupon_id),
@@ -130,12 +141,7 @@ async def use_code(ports: Ports, *, merchant: str, code_owner: asyncpg.Record, n
     command = UseCoupon(command_id=uuid4(),
                         user_id=code_owner["user_id"], issued_at=now, coupon_id=code_owner["coupon_id"],
                         merchant=merchant)
-    answer = await _send_and_wait(ports, command)
-    if answer is None:
-        raise Problem(503, "redemption-timeout", "The coupon service did not answer in time; try again.",
-                      headers={"Retry-After": "1"})
-    if answer.outcome != "redeemed":
-        raise refusal(answer)
+    answer = await _answer_or_problem(ports, command, expected="redeemed")
     return Reply(200, {"coupon_id": str(code_owner["coupon_id"]), "template_id": answer.detail["template_id"],
                        "status": "redeemed"}, {})
 
@@ -144,12 +150,7 @@ async def revoke(ports: Ports, *, admin: str, coupon: asyncpg.Record, refund: bo
     command = RevokeCoupon(command_id=uuid4(),
                            user_id=coupon["user_id"], issued_at=now, coupon_id=coupon["coupon_id"], admin=admin,
                            refund=refund)
-    answer = await _send_and_wait(ports, command)
-    if answer is None:
-        raise Problem(503, "redemption-timeout", "The coupon service did not answer in time; try again.",
-                      headers={"Retry-After": "1"})
-    if answer.outcome != "revoked":
-        raise refusal(answer)
+    answer = await _answer_or_problem(ports, command, expected="revoked")
     return Reply(200, {"coupon_id": str(coupon["coupon_id"]), "status": "revoked",
                        "refunded_points": answer.detail["refunded_points"]}, {})
 
