@@ -19,12 +19,7 @@ import httpx
 from deploy.stack import Stack
 from services.ingest.auth import mint_dev_token
 from shared.db import create_pool
-
-BALANCE_DISCREPANCIES = """
-SELECT u.user_id FROM user_points_cache u LEFT JOIN points_events p ON p.user_id = u.user_id
-GROUP BY u.user_id, u.available_points
-HAVING ABS(u.available_points - COALESCE(SUM(p.points_delta) FILTER (WHERE p.validation_status = 'validated'), 0)) > 0
-"""
+from shared.guide_queries import BALANCE_DISCREPANCIES
 
 FAULTS = ("kill-ingest", "kill-validator", "kill-redeemer", "kill-projector", "pause-projector", "pause-validator",
           "restart-kafka", "restart-postgres")

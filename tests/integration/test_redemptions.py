@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from tests.helpers import BALANCE_DISCREPANCIES, eventually, fund, new_user
+from shared.guide_queries import BALANCE_DISCREPANCIES
+from tests.helpers import eventually, fund, new_user
 
 pytestmark = pytest.mark.integration
 

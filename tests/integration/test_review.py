@@ -7,7 +7,8 @@ import signal
 
 import pytest
 
-from tests.helpers import BALANCE_DISCREPANCIES, decided_event, eventually, habit_event, new_user, spaced
+from shared.guide_queries import BALANCE_DISCREPANCIES
+from tests.helpers import decided_event, eventually, habit_event, new_user, spaced
 
 pytestmark = pytest.mark.integration
 

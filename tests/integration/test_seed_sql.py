@@ -12,7 +12,8 @@ import pytest
 import sqlparse
 
 from shared.settings import REPO_ROOT
-from tests.helpers import BALANCE_DISCREPANCIES, new_user
+from shared.guide_queries import BALANCE_DISCREPANCIES
+from tests.helpers import new_user
 
 pytestmark = pytest.mark.integration
 

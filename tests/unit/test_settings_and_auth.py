@@ -10,6 +10,16 @@ from services.ingest.problems import Problem
 from shared.settings import DEV_JWT_SECRET, Settings
 
 REAL_SECRET = "a-real-secret-that-is-long-enough-0123456789"
+PRODUCTION = {"POINTS_ENV": "prod", "POINTS_JWT_SECRET": REAL_SECRET, "COUPON_SECRET": REAL_SECRET,
+              "POINTS_COUPON_CODE_KEY": REAL_SECRET + "-codes",
+              "POINTS_SIGNING_KEY": base64.b64encode(bytes(range(32))).decode()}
+
+
+def production(monkeypatch, **changes) -> None:
+    """A production environment with every secret set, but for `changes` (None leaves one unset)."""
+    for name, value in {**PRODUCTION, **changes}.items():
+        if value is not None:
+            monkeypatch.setenv(name, value)
 
 
 @pytest.fixture(autouse=True)
@@ -23,42 +33,30 @@ def clean_environment(monkeypatch):
 
 
 def test_production_refuses_the_dev_jwt_secret(monkeypatch):
-    monkeypatch.setenv("POINTS_ENV", "prod")
-    monkeypatch.setenv("COUPON_SECRET", REAL_SECRET)
+    production(monkeypatch, POINTS_JWT_SECRET=None)
     with pytest.raises(ValidationError, match="POINTS_JWT_SECRET"):
         Settings()
 
 
 def test_production_refuses_a_short_coupon_secret(monkeypatch):
-    monkeypatch.setenv("POINTS_ENV", "prod")
-    monkeypatch.setenv("POINTS_JWT_SECRET", REAL_SECRET)
-    monkeypatch.setenv("COUPON_SECRET", "too-short")
+    production(monkeypatch, COUPON_SECRET="too-short")
     with pytest.raises(ValidationError, match="COUPON_SECRET"):
         Settings()
 
 
 def test_production_starts_with_real_secrets(monkeypatch):
-    monkeypatch.setenv("POINTS_ENV", "prod")
-    monkeypatch.setenv("POINTS_JWT_SECRET", REAL_SECRET)
-    monkeypatch.setenv("COUPON_SECRET", REAL_SECRET)
-    monkeypatch.setenv("POINTS_COUPON_CODE_KEY", REAL_SECRET + "-codes")
-    monkeypatch.setenv("POINTS_SIGNING_KEY", base64.b64encode(bytes(range(32))).decode())
+    production(monkeypatch)
     assert Settings().env == "prod"
 
 
 def test_production_refuses_the_dev_coupon_code_key(monkeypatch):
-    monkeypatch.setenv("POINTS_ENV", "prod")
-    monkeypatch.setenv("POINTS_JWT_SECRET", REAL_SECRET)
-    monkeypatch.setenv("COUPON_SECRET", REAL_SECRET)
+    production(monkeypatch, POINTS_COUPON_CODE_KEY=None)
     with pytest.raises(ValidationError, match="POINTS_COUPON_CODE_KEY"):
         Settings()
 
 
 def test_production_refuses_to_sign_with_the_dev_key(monkeypatch):
-    monkeypatch.setenv("POINTS_ENV", "prod")
-    monkeypatch.setenv("POINTS_JWT_SECRET", REAL_SECRET)
-    monkeypatch.setenv("COUPON_SECRET", REAL_SECRET)
-    monkeypatch.setenv("POINTS_COUPON_CODE_KEY", REAL_SECRET + "-codes")
+    production(monkeypatch, POINTS_SIGNING_KEY=None)
     with pytest.raises(ValidationError, match="POINTS_SIGNING_KEY"):
         Settings()
 
