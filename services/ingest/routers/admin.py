@@ -157,11 +157,13 @@ class QueuedEvent(BaseModel):
 
 
 @router.get("/review-queue", response_model=list[QueuedEvent])
-async def review_queue(_: Admin, pool: Pool, limit: int = Query(100, ge=1, le=1000)) -> list[QueuedEvent]:
-    """Events waiting for a person's verdict, oldest first."""
+async def review_queue(_: Admin, pool: Pool, limit: int = Query(100, ge=1, le=1000),
+                       user_id: Text | None = Query(None, max_length=256)) -> list[QueuedEvent]:
+    """Events waiting for a person's verdict, oldest first; `user_id` narrows it to one user's."""
     rows = await pool.fetch(
         "SELECT id, user_id, event_type, event_time, points_delta, trust_score, reasons, created_at "
-        "FROM points_events WHERE validation_status = 'pending_review' ORDER BY created_at, id LIMIT $1", limit)
+        "FROM points_events WHERE validation_status = 'pending_review' AND ($2::text IS NULL OR user_id = $2) "
+        "ORDER BY created_at, id LIMIT $1", limit, user_id)
     return [QueuedEvent(event_id=r["id"], **{k: r[k] for k in r.keys() if k != "id"}) for r in rows]
 
 
