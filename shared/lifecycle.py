@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
+
+log = logging.getLogger("points.lifecycle")
 
 
 async def run_until_stopped(worker) -> None:
@@ -22,3 +25,5 @@ async def run_until_stopped(worker) -> None:
         await runner
     finally:
         await worker.stop()
+    # Only reached when the batch in hand finished and the worker stopped without an error.
+    log.info("points.stopped", extra={"worker": type(worker).__name__, "drained": True})

@@ -35,6 +35,16 @@ class KafkaPublisher:
         self.started = False
         await self._producer.stop()
 
+    async def reachable(self, timeout: float = 2.0) -> bool:
+        """Whether a broker answers a metadata request now: a started producer may have lost them all."""
+        if not self.started:
+            return False
+        try:
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout)
+        except Exception:
+            return False
+        return True
+
     async def publish(self, topic: str, event: Event, *, key: str) -> None:
         record = self._signer.sign(to_record(event, key=key, source=SOURCE))
         # With the broker down a client hears 503 in seconds rather than waiting out every retry.

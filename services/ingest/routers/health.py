@@ -23,9 +23,9 @@ class Readiness(BaseModel):
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness, "description": "Not ready"}})
 async def readyz(request: Request) -> JSONResponse:
-    """Kafka producer started and PostgreSQL answering."""
+    """A Kafka broker and PostgreSQL answering, so a load balancer sends no one here while either is away."""
     state = request.app.state
-    checks = {"kafka": state.publisher.started, "replies": state.replies.started}
+    checks = {"kafka": await state.publisher.reachable(), "replies": state.replies.started}
     try:
         checks["postgres"] = await state.pool.fetchval("SELECT true", timeout=2)
     except Exception:

@@ -1,0 +1,131 @@
+"""Backpressure and shutdown: a broker outage is refused honestly, and a stop signal finishes what was taken."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+
+import psutil
+import pytest
+
+from shared.guide_queries import BALANCE_DISCREPANCIES
+from tests.helpers import decided_event, eventually, fund, habit_event, new_user
+
+pytestmark = pytest.mark.integration
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def pid_of(stack, name: str) -> int:
+    pid = stack.service(name).process(stack.settings).pid()
+    assert pid is not None, f"{name} is not running"
+    return pid
+
+
+async def exited(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+async def test_with_kafka_down_the_gateway_refuses_with_503_and_the_retry_afterwards_counts_once(
+        stack, gateway, token, db):
+    user = new_user()
+    headers = token(user)
+    body = habit_event()
+    await asyncio.to_thread(stack.kafka.stop)
+    try:
+        refused = await gateway.post("/v1/events", json=body, headers=headers)
+        readiness = await gateway.get("/readyz")
+    finally:
+        await asyncio.to_thread(stack.heal, echo=quiet)
+
+    assert refused.status_code == 503
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.json()["type"].endswith("/kafka-unavailable")
+    assert int(refused.headers["Retry-After"]) >= 1
+    # A load balancer stops sending traffic to a gateway that cannot store it.
+    assert readiness.status_code == 503 and readiness.json()["checks"]["kafka"] is False
+
+    async def retried():
+        response = await gateway.post("/v1/events", json=body, headers=headers)
+        return response if response.status_code in (200, 202) else None
+
+    accepted = await eventually(retried, timeout=60, interval=1)
+    decided = await decided_event(gateway, headers, accepted.json()["event_id"], timeout=60)
+    assert decided["validation_status"] == "validated"
+    assert await db.fetchval("SELECT count(*) FROM points_events WHERE user_id = $1", user) == 1
+    balance = (await gateway.get("/v1/me/points", headers=headers)).json()
+    assert balance["available_points"] == decided["points_delta"]
+
+
+async def test_sigterm_lets_the_gateway_answer_a_redemption_it_has_taken_before_it_exits(stack, gateway, token, db):
+    admin = token("support@example.com", "admin")
+    template = (await gateway.post("/v1/admin/coupon-templates", json={
+        "name": "Drain test", "partner": "Example", "points_cost": 100, "valid_days": 30}, headers=admin)).json()
+    user = new_user()
+    headers = token(user)
+    await fund(gateway, admin, headers, user, 100)
+    key = uuid.uuid4().hex
+    redeemer = pid_of(stack, "redeemer")
+    gateway_pid = pid_of(stack, "ingest")
+
+    os.kill(redeemer, signal.SIGSTOP)  # the command waits unanswered, so the request stays in flight
+    try:
+        request = asyncio.create_task(gateway.post("/v1/redemptions", json={"template_id": template["template_id"]},
+                                                   headers={**headers, "Idempotency-Key": key}))
+
+        async def in_flight():
+            return await db.fetchval("SELECT command_id FROM idempotency_keys WHERE scope = $1 AND key = $2 "
+                                     "AND status_code IS NULL", f"redeem:{user}", key)
+
+        redemption_id = await eventually(in_flight)
+        os.kill(gateway_pid, signal.SIGTERM)
+    finally:
+        os.kill(redeemer, signal.SIGCONT)
+    try:
+        answered = await request
+        await eventually(lambda: exited(gateway_pid), timeout=60)
+    finally:
+        await asyncio.to_thread(stack.heal, echo=quiet)
+
+    # The request taken before the signal got its answer (not a dropped connection) ...
+    assert answered.status_code in (201, 202), answered.text
+    # ... and what it answered holds once the gateway is back.
+    async def redeemed():
+        found = await gateway.get(f"/v1/redemptions/{redemption_id}", headers=headers)
+        return found.json() if found.status_code == 200 and found.json()["status"] == "redeemed" else None
+
+    await eventually(redeemed, timeout=60)
+    assert (await gateway.get("/v1/me/points", headers=headers)).json()["available_points"] == 0
+    assert await db.fetch(BALANCE_DISCREPANCIES) == []
+
+
+@pytest.mark.parametrize("service", ["projector", "redeemer"])
+async def test_sigterm_stops_a_consumer_cleanly_and_its_successor_resumes_where_it_left_off(
+        stack, gateway, token, db, service):
+    user = new_user()
+    headers = token(user)
+    log = stack.service(service).process(stack.settings).log_file
+    logged_before = log.stat().st_size
+    pid = pid_of(stack, service)
+    submitted = [await gateway.post("/v1/events", json=habit_event(), headers=headers) for _ in range(3)]
+    os.kill(pid, signal.SIGTERM)
+    try:
+        await eventually(lambda: exited(pid), timeout=60)
+    finally:
+        await asyncio.to_thread(stack.heal, echo=quiet)
+
+    with open(log, "rb") as lines:
+        lines.seek(logged_before)
+        tail = lines.read().decode()
+    assert '"msg": "points.stopped"' in tail and '"drained": true' in tail
+    assert "Traceback" not in tail
+    for response in submitted:
+        assert (await decided_event(gateway, headers, response.json()["event_id"], timeout=60))["validation_status"]
+    assert await db.fetchval("SELECT count(*) FROM points_events WHERE user_id = $1", user) == 3
+    assert await db.fetch(BALANCE_DISCREPANCIES) == []
