@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOAD_TOOLS := deploy/load/node_modules/.installed
 
-.PHONY: up down status test unit venv clean
+.PHONY: up down status test unit venv load-tools clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +14,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# The pinned artillery that runs the deployment guide's load scripts (deploy/load). Playwright, which
+# artillery carries for browser scenarios we do not use, would try to download a browser: skipped.
+$(LOAD_TOOLS): deploy/load/package.json deploy/load/package-lock.json
+	cd deploy/load && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+	touch $(LOAD_TOOLS)
+
+load-tools: $(LOAD_TOOLS)
 
 up: $(STAMP)
 	$(BIN)/points up
@@ -24,7 +33,7 @@ status: $(STAMP)
 	$(BIN)/points status
 
 # The whole suite; the fixtures start (and stop) the Kafka, PostgreSQL and services it needs.
-test: $(STAMP)
+test: $(STAMP) $(LOAD_TOOLS)
 	$(BIN)/python -m pytest -ra
 
 unit: $(STAMP)
