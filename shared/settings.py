@@ -63,9 +63,13 @@ class Settings(BaseSettings):
     nonce_ttl_hours: float = Field(25.0, alias="POINTS_NONCE_TTL_HOURS", ge=24.1)
     nonce_cleanup_seconds: float = Field(60.0, alias="POINTS_NONCE_CLEANUP_SECONDS", gt=0)
 
+    # How often the projector runs the guide's read-model checks behind the alerting gauges.
+    health_check_seconds: float = Field(30.0, alias="POINTS_HEALTH_CHECK_SECONDS", gt=0)
     flags_refresh_seconds: float = Field(2.0, alias="POINTS_FLAGS_REFRESH_SECONDS", gt=0)
 
     gateway_host: str = Field("127.0.0.1", alias="POINTS_GATEWAY_HOST")
+    # Where the other services answer /healthz, /readyz and /metrics (0.0.0.0 in containers, for Prometheus).
+    ops_host: str = Field("127.0.0.1", alias="POINTS_OPS_HOST")
     gateway_port: int = Field(8000, alias="POINTS_GATEWAY_PORT")
     validator_port: int = Field(8001, alias="POINTS_VALIDATOR_PORT")
     projector_port: int = Field(8002, alias="POINTS_PROJECTOR_PORT")

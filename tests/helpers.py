@@ -64,3 +64,16 @@ async def fund(gateway: httpx.AsyncClient, admin_headers: dict, user_headers: di
         return balance if balance["available_points"] == before + points else None
 
     return await eventually(credited)
+
+
+# An App Attest proof that cannot verify: the event is held for review rather than decided.
+SUSPICIOUS = {"type": "app_attest", "token": "bm90LWFuLWFzc2VydGlvbg", "key_id": "bm8ta2V5"}
+
+
+async def held_event(gateway: httpx.AsyncClient, headers: dict, at: datetime | None = None) -> str:
+    """Submit an event the validator holds for review; its id once it waits in the queue."""
+    response = await gateway.post("/v1/events", json={**habit_event(at=at), "attestation": SUSPICIOUS},
+                                  headers=headers)
+    decided = await decided_event(gateway, headers, response.json()["event_id"])
+    assert decided["validation_status"] == "pending_review"
+    return decided["event_id"]

@@ -18,7 +18,7 @@ from services.ingest.flags import FlagCache
 from services.ingest.limits import BodySizeLimit
 from services.ingest.publisher import KafkaPublisher
 from services.ingest.replies import ReplyWaiter
-from services.ingest.routers import admin, attestation, coupons, events, health, me
+from services.ingest.routers import admin, attestation, console, coupons, events, health, me, stats
 from shared import topics
 from shared.db import create_pool
 from shared.events import utcnow
@@ -100,6 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.coupon_keys = settings.coupon_keys()
     app.add_middleware(BodySizeLimit)
     problems.install(app)
-    for router in (events.router, me.router, coupons.router, attestation.router, admin.router, health.router):
+    for router in (events.router, me.router, coupons.router, attestation.router, admin.router, stats.router,
+                   health.router, console.router):
         app.include_router(router)
+    console.mount(app)
     return app

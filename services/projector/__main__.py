@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from services.projector import health
 from services.projector.consumer import Projector
 from services.projector.schema import apply_migrations
 from shared import logs
@@ -21,11 +22,13 @@ async def main() -> None:
     pool = await create_pool(settings.dsn, min_size=1, max_size=4)
     projector = Projector(settings.kafka_bootstrap_servers, pool, settings.keyring())
     await projector.start()
-    ops = await start_ops_server("127.0.0.1", settings.projector_port, ready=lambda: projector.running)
+    ops = await start_ops_server(settings.ops_host, settings.projector_port, ready=lambda: projector.running)
+    checks = asyncio.create_task(health.keep_measuring(pool, settings.health_check_seconds))
     log.info("projector running", extra={"group": projector.group})
     try:
         await run_until_stopped(projector)
     finally:
+        checks.cancel()
         await ops.cleanup()
         await pool.close()
 

@@ -19,7 +19,7 @@ async def main() -> None:
     redeemer = Redeemer(settings.kafka_bootstrap_servers, signer=settings.signer(), keyring=settings.keyring(),
                         keys=settings.coupon_keys(), instance=instance)
     await redeemer.start()
-    ops = await start_ops_server("127.0.0.1", settings.redeemer_port, ready=lambda: redeemer.running)
+    ops = await start_ops_server(settings.ops_host, settings.redeemer_port, ready=lambda: redeemer.running)
     try:
         await run_until_stopped(redeemer)
     finally:

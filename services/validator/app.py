@@ -245,7 +245,7 @@ def create_app(settings: Settings | None = None, *, send: Send | None = None) ->
     @app.task
     async def serve_ops() -> None:
         app._ops_runner = await start_ops_server(  # kept so it is not collected
-            "127.0.0.1", settings.validator_port, ready=lambda: state["started"] and not app.rebalancing)
+            settings.ops_host, settings.validator_port, ready=lambda: state["started"] and not app.rebalancing)
         state["started"] = True
 
     return app

@@ -8,24 +8,14 @@ import signal
 import pytest
 
 from shared.guide_queries import BALANCE_DISCREPANCIES
-from tests.helpers import decided_event, eventually, habit_event, new_user, spaced
+from tests.helpers import decided_event, eventually, habit_event, held_event, new_user, spaced
 
 pytestmark = pytest.mark.integration
-
-SUSPICIOUS = {"type": "app_attest", "token": "bm90LWFuLWFzc2VydGlvbg", "key_id": "bm8ta2V5"}
 
 
 @pytest.fixture(scope="module")
 def admin(token):
     return token("reviewer@example.com", "admin")
-
-
-async def held_event(gateway, headers, at=None) -> str:
-    response = await gateway.post("/v1/events", json={**habit_event(at=at), "attestation": SUSPICIOUS},
-                                  headers=headers)
-    decided = await decided_event(gateway, headers, response.json()["event_id"])
-    assert decided["validation_status"] == "pending_review"
-    return decided["event_id"]
 
 
 async def test_held_events_wait_in_the_review_queue_oldest_first(gateway, token, admin):

@@ -1,0 +1,252 @@
+// The admin console. Everything shown comes from the admin API with the signed-in admin's token;
+// every value is written with textContent, never as HTML, since users and devices choose some of it.
+"use strict";
+
+const TOKEN_KEY = "points-admin-token";
+const SVG = "http://www.w3.org/2000/svg";
+const DECISION_COLOURS = { validated: "validated", pending_review: "pending_review", rejected: "rejected", pending: "pending" };
+const SEVERITY_COLOURS = { low: "low", medium: "medium", high: "high", critical: "critical" };
+
+const $ = (id) => document.getElementById(id);
+
+function token() { return sessionStorage.getItem(TOKEN_KEY); }
+
+class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem.detail || problem.title || `HTTP ${status}`);
+    this.status = status;
+  }
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    ...options,
+    headers: { Authorization: `Bearer ${token()}`, "Content-Type": "application/json", ...(options.headers || {}) },
+  });
+  const body = response.headers.get("content-type")?.includes("json") ? await response.json() : {};
+  if (!response.ok) throw new ApiError(response.status, body);
+  return body;
+}
+
+function say(message, isError = false) {
+  const status = $("status");
+  status.textContent = message;
+  status.classList.toggle("error", isError);
+}
+
+function cell(row, text, className) {
+  const td = row.insertCell();
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+function when(iso) { return new Date(iso).toISOString().replace("T", " ").slice(0, 19) + " UTC"; }
+
+function element(tag, attributes = {}, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// A stacked bar per hour; the colour of each series comes from the stylesheet's variables.
+function drawStackedBars(svg, legend, hours, series, colours) {
+  svg.replaceChildren();
+  legend.replaceChildren();
+  const width = 540, height = 200, left = 34, bottom = 22, top = 8;
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  const names = Object.keys(series);
+  const totals = hours.map((_, i) => names.reduce((sum, name) => sum + series[name][i], 0));
+  const max = Math.max(1, ...totals);
+  const slot = (width - left) / hours.length;
+  const scale = (height - bottom - top) / max;
+  svg.append(element("line", { x1: left, y1: height - bottom, x2: width, y2: height - bottom, stroke: "#999" }));
+  svg.append(element("text", { x: left - 4, y: top + 8, "text-anchor": "end" }, String(max)));
+  svg.append(element("text", { x: left - 4, y: height - bottom, "text-anchor": "end" }, "0"));
+  hours.forEach((hour, i) => {
+    let y = height - bottom;
+    for (const name of names) {
+      const value = series[name][i];
+      if (!value) continue;
+      const h = value * scale;
+      y -= h;
+      const bar = element("rect", {
+        x: left + i * slot + 1, y, width: Math.max(1, slot - 2), height: h,
+        fill: `var(--${colours[name]})`, "data-series": name, "data-value": value,
+      });
+      bar.append(element("title", {}, `${when(hour)}: ${value} ${name.replace("_", " ")}`));
+      svg.append(bar);
+    }
+    if (i % 6 === 0) {
+      svg.append(element("text", { x: left + i * slot, y: height - 6 }, new Date(hour).toISOString().slice(11, 16)));
+    }
+  });
+  for (const name of names) {
+    const item = document.createElement("li");
+    const swatch = document.createElement("span");
+    swatch.style.background = `var(--${colours[name]})`;
+    item.append(swatch, `${name.replace("_", " ")} (${series[name].reduce((a, b) => a + b, 0)})`);
+    legend.append(item);
+  }
+}
+
+async function loadStats() {
+  const stats = await api("/v1/admin/stats?hours=24");
+  drawStackedBars($("decisions-chart"), $("decisions-legend"), stats.hours, stats.decisions, DECISION_COLOURS);
+  drawStackedBars($("insights-chart"), $("insights-legend"), stats.hours, stats.insights, SEVERITY_COLOURS);
+  $("queue-depth").textContent = `(${stats.review_queue_depth})`;
+}
+
+async function decide(item, decision, note, row) {
+  const buttons = row.querySelectorAll("button");
+  buttons.forEach((b) => { b.disabled = true; });
+  try {
+    await api(`/v1/admin/events/${item.event_id}/decision`, {
+      method: "POST", body: JSON.stringify(note ? { decision, note } : { decision }),
+    });
+    row.remove();
+    say(`${decision === "approve" ? "Approved" : "Rejected"} event ${item.event_id} of ${item.user_id}.`);
+    $("queue-empty").hidden = $("review-queue").tBodies[0].rows.length > 0;
+    await loadStats();
+  } catch (error) {
+    buttons.forEach((b) => { b.disabled = false; });
+    say(`Could not ${decision} event ${item.event_id}: ${error.message}`, true);
+  }
+}
+
+async function loadQueue() {
+  const user = $("queue-user").value.trim();
+  const queue = await api(`/v1/admin/review-queue?limit=200${user ? `&user_id=${encodeURIComponent(user)}` : ""}`);
+  const body = $("review-queue").tBodies[0];
+  body.replaceChildren();
+  for (const item of queue) {
+    const row = body.insertRow();
+    row.dataset.eventId = item.event_id;
+    cell(row, when(item.created_at));
+    cell(row, item.user_id);
+    cell(row, item.event_type);
+    cell(row, String(item.points_delta));
+    cell(row, item.trust_score === null ? "–" : String(item.trust_score));
+    cell(row, item.reasons.join(", "));
+    const note = document.createElement("input");
+    note.type = "text";
+    note.maxLength = 1000;
+    note.placeholder = "why (optional)";
+    note.setAttribute("aria-label", `Note for event ${item.event_id}`);
+    row.insertCell().append(note);
+    const verdict = row.insertCell();
+    for (const [decision, label] of [["approve", "Approve"], ["reject", "Reject"]]) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = label;
+      button.className = decision;
+      button.addEventListener("click", () => decide(item, decision, note.value.trim(), row));
+      verdict.append(button);
+    }
+  }
+  $("queue-empty").hidden = queue.length > 0;
+}
+
+async function loadInsights() {
+  const severity = $("severity").value;
+  const insights = await api(`/v1/admin/fraud-insights?limit=100${severity ? `&severity=${severity}` : ""}`);
+  const body = $("fraud-insights").tBodies[0];
+  body.replaceChildren();
+  for (const insight of insights) {
+    const row = body.insertRow();
+    row.dataset.insightId = insight.id;
+    cell(row, when(insight.created_at));
+    const badge = document.createElement("span");
+    badge.className = `badge severity-${insight.severity}`;
+    badge.textContent = insight.severity;
+    row.insertCell().append(badge);
+    cell(row, insight.insight_type.replaceAll("_", " "));
+    cell(row, insight.user_id);
+    cell(row, String(insight.score));
+    cell(row, JSON.stringify(insight.evidence), "evidence");
+  }
+  $("fraud-empty").hidden = insights.length > 0;
+}
+
+async function loadFlags() {
+  const flags = await api("/v1/admin/flags");
+  $("enabled").checked = flags.points_system_enabled;
+  $("rollout").value = flags.rollout_percent;
+}
+
+async function saveFlags() {
+  try {
+    const flags = await api("/v1/admin/flags", {
+      method: "PUT",
+      body: JSON.stringify({ points_system_enabled: $("enabled").checked, rollout_percent: Number($("rollout").value) }),
+    });
+    say(`Saved: points system ${flags.points_system_enabled ? "enabled" : "disabled"}, rollout ${flags.rollout_percent} %.`);
+  } catch (error) {
+    say(`Could not save the flags: ${error.message}`, true);
+  }
+}
+
+async function holdPending() {
+  if (!confirm("Send every pending event to the review queue instead of the validator?")) return;
+  try {
+    const result = await api("/v1/admin/hold-pending", { method: "POST" });
+    say(`Held ${result.held} pending events for review.`);
+    await Promise.all([loadQueue(), loadStats()]);
+  } catch (error) {
+    say(`Could not hold pending events: ${error.message}`, true);
+  }
+}
+
+function signedOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  $("console").hidden = true;
+  $("sign-out").hidden = true;
+  $("sign-in").hidden = false;
+  $("who").textContent = "";
+  if (message) {
+    const note = document.createElement("p");
+    note.className = "empty";
+    note.id = "sign-in-error";
+    note.textContent = message;
+    $("sign-in-error")?.remove();
+    $("sign-in").append(note);
+  }
+}
+
+function subject(jwt) {
+  try {
+    return JSON.parse(atob(jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub;
+  } catch {
+    return "";
+  }
+}
+
+async function open() {
+  $("sign-in").hidden = true;
+  $("console").hidden = false;
+  $("sign-out").hidden = false;
+  $("who").textContent = subject(token());
+  try {
+    await Promise.all([loadStats(), loadQueue(), loadInsights(), loadFlags()]);
+  } catch (error) {
+    if (error.status === 401 || error.status === 403) signedOut("That token was refused: it must be a valid admin token.");
+    else say(`Could not load the console: ${error.message}`, true);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("sign-in-button").addEventListener("click", () => {
+    const value = $("token").value.trim();
+    if (!value) return;
+    sessionStorage.setItem(TOKEN_KEY, value);
+    $("token").value = "";
+    open();
+  });
+  $("sign-out").addEventListener("click", () => signedOut());
+  $("severity").addEventListener("change", () => loadInsights().catch((e) => say(e.message, true)));
+  $("queue-user").addEventListener("change", () => loadQueue().catch((e) => say(e.message, true)));
+  $("save-flags").addEventListener("click", saveFlags);
+  $("hold-pending").addEventListener("click", holdPending);
+  if (token()) open();
+});

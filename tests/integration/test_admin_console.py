@@ -1,0 +1,118 @@
+"""The guide's "Test Admin UI": /points-admin in a real Chromium, against the running system."""
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timezone
+
+import pytest
+from playwright.async_api import async_playwright, expect
+
+from tests.helpers import decided_event, eventually, habit_event, held_event, new_user, spaced
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+async def browser():
+    async with async_playwright() as playwright:
+        # Root in a container has no user namespaces for Chromium's sandbox.
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def page(browser, gateway):
+    context = await browser.new_context(base_url=str(gateway.base_url))
+    page = await context.new_page()
+    page.problems = []  # script errors and refused resources (a CSP violation is reported as a console error)
+    page.on("pageerror", lambda error: page.problems.append(str(error)))
+    page.on("console", lambda message: message.type == "error" and page.problems.append(message.text))
+    yield page
+    await context.close()
+
+
+async def sign_in(page, headers: dict) -> None:
+    await page.goto("/points-admin")
+    await page.fill("#token", headers["Authorization"].removeprefix("Bearer "))
+    await page.click("#sign-in-button")
+
+
+async def test_an_admin_sees_held_events_and_approves_and_rejects_them(page, gateway, token, db):
+    admin = token("console-admin@example.com", "admin")
+    user = new_user()
+    approved, rejected = [await held_event(gateway, token(user), at) for at in spaced(2)]
+
+    await sign_in(page, admin)
+    await expect(page.locator("#who")).to_have_text("console-admin@example.com")
+    await page.fill("#queue-user", user)
+    await page.press("#queue-user", "Enter")
+    rows = page.locator("#review-queue tbody tr")
+    await expect(rows).to_have_count(2)
+    first = page.locator(f'tr[data-event-id="{approved}"]')
+    await expect(first).to_contain_text(user)
+    await expect(first).to_contain_text("habit_completed")
+
+    await first.locator("input").fill("device checked by phone")
+    await first.get_by_role("button", name="Approve").click()
+    await expect(first).to_have_count(0)
+    await expect(page.locator("#status")).to_contain_text(f"Approved event {approved}")
+    second = page.locator(f'tr[data-event-id="{rejected}"]')
+    await second.get_by_role("button", name="Reject").click()
+    await expect(second).to_have_count(0)
+    await expect(page.locator("#queue-empty")).to_be_visible()
+
+    async def verdicts():
+        rows = await db.fetch("SELECT id::text, validation_status, validated_by, review_note FROM points_events "
+                              "WHERE id = ANY($1::uuid[])", [approved, rejected])
+        found = {r["id"]: r for r in rows}
+        done = found[approved]["validation_status"] == "validated" and found[rejected]["validation_status"] == "rejected"
+        return found if done else None
+
+    found = await eventually(verdicts)
+    assert found[approved]["validated_by"] == "console-admin@example.com"
+    assert found[approved]["review_note"] == "device checked by phone"
+    assert found[rejected]["validated_by"] == "console-admin@example.com"
+    assert page.problems == []
+
+
+async def test_fraud_alerts_show_with_their_severity_and_the_charts_are_drawn(page, gateway, token):
+    user = new_user()
+    headers = token(user)
+    at = datetime.now(timezone.utc)
+    await gateway.post("/v1/events", json=habit_event(at=at), headers=headers)
+    rapid = await gateway.post("/v1/events", json=habit_event(at=at), headers=headers)
+    assert (await decided_event(gateway, headers, rapid.json()["event_id"]))["validation_status"] == "rejected"
+
+    await sign_in(page, token("console-admin@example.com", "admin"))
+    await page.select_option("#severity", "high")
+    alert = page.locator("#fraud-insights tbody tr", has_text=user).first
+    await expect(alert).to_contain_text("rapid fire events")
+    await expect(alert.locator(".badge")).to_have_text("high")
+    await expect(alert.locator(".badge")).to_have_class("badge severity-high")
+    badges = await page.locator("#fraud-insights .badge").all_text_contents()
+    assert badges and set(badges) == {"high"}
+
+    # The charts are SVG bars, one per series and hour with anything in it.
+    await expect(page.locator('#decisions-chart rect[data-series="rejected"]').first).to_be_attached()
+    await expect(page.locator('#decisions-chart rect[data-series="validated"]').first).to_be_attached()
+    await expect(page.locator('#insights-chart rect[data-series="high"]').first).to_be_attached()
+    assert await page.locator("#decisions-legend li").count() == 4
+    assert page.problems == []
+
+
+async def test_a_token_without_the_admin_role_is_turned_away(page, token):
+    await sign_in(page, token(new_user()))
+    await expect(page.locator("#sign-in-error")).to_contain_text("refused")
+    await expect(page.locator("#console")).to_be_hidden()
+
+
+async def test_the_console_page_forbids_foreign_scripts_and_framing(gateway):
+    response = await gateway.get("/points-admin")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    script = await gateway.get("/points-admin/static/console.js")
+    assert script.status_code == 200 and "frame-ancestors 'none'" in script.headers["content-security-policy"]
