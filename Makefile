@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOAD_TOOLS := deploy/load/node_modules/.installed
 
-.PHONY: up down status test unit venv load-tools clean
+.PHONY: up down status test unit bench venv load-tools clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test: $(STAMP) $(LOAD_TOOLS)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -ra tests/unit
+
+# The guide's load tests against the local system (started if needed); the report lands in docs/.
+bench: $(STAMP) $(LOAD_TOOLS)
+	$(BIN)/points up
+	$(BIN)/points bench --report docs/benchmarks.md
 
 clean: down
 	rm -rf .state

@@ -223,6 +223,45 @@ def simulate(
 
 
 @app.command()
+def bench(
+    samples: Annotated[int, typer.Option(help="Requests per single-client measure.", min=5)] = 60,
+    report: Annotated[str | None, typer.Option(help="Write the report (Markdown) to this file.")] = None,
+) -> None:
+    """The guide's load tests against the running system: medians, ratios, thresholds and invariants."""
+    import asyncio
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from deploy import bench as bench_run
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        def part(description: str, total: int):
+            task = progress.add_task(description, total=total)
+            return lambda n: progress.advance(task, n)
+
+        result = asyncio.run(bench_run.run(get_settings(), samples=samples, progress=part))
+    table = Table("measure", "median (ms)", "p95 (ms)")
+    for timing in result.serial:
+        table.add_row(timing.name, f"{timing.median_ms:.1f}", f"{timing.p95_ms:.1f}")
+    for load in result.loads:
+        table.add_row(load.name, f"{load.response_ms('median'):.0f}", f"{load.response_ms('p95'):.0f}")
+    Console().print(table)
+    checks = Table("check", "holds")
+    for name, ok in result.checks.items():
+        checks.add_row(name, "[green]yes[/green]" if ok else "[red]NO[/red]")
+    Console().print(checks)
+    if report:
+        from pathlib import Path
+
+        Path(report).write_text(result.markdown())
+        console.print(f"report written to {report}")
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def asyncapi() -> None:
     """Print the AsyncAPI 3 document of the public topics (docs/asyncapi.json is this output)."""
     from shared.asyncapi import render

@@ -77,3 +77,12 @@ async def held_event(gateway: httpx.AsyncClient, headers: dict, at: datetime | N
     decided = await decided_event(gateway, headers, response.json()["event_id"])
     assert decided["validation_status"] == "pending_review"
     return decided["event_id"]
+
+
+async def coupon_template(gateway: httpx.AsyncClient, admin_headers: dict, points_cost: int,
+                          name: str = "Test coupon") -> str:
+    """A new active template; its id."""
+    response = await gateway.post("/v1/admin/coupon-templates", headers=admin_headers, json={
+        "name": name, "partner": "Example", "points_cost": points_cost, "valid_days": 30})
+    assert response.status_code == 201, response.text
+    return response.json()["template_id"]

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from shared.guide_queries import BALANCE_DISCREPANCIES
-from tests.helpers import decided_event, eventually, fund, habit_event, new_user
+from tests.helpers import coupon_template, decided_event, eventually, fund, habit_event, new_user
 
 pytestmark = pytest.mark.integration
 
@@ -65,8 +65,7 @@ async def test_with_kafka_down_the_gateway_refuses_with_503_and_the_retry_afterw
 
 async def test_sigterm_lets_the_gateway_answer_a_redemption_it_has_taken_before_it_exits(stack, gateway, token, db):
     admin = token("support@example.com", "admin")
-    template = (await gateway.post("/v1/admin/coupon-templates", json={
-        "name": "Drain test", "partner": "Example", "points_cost": 100, "valid_days": 30}, headers=admin)).json()
+    template_id = await coupon_template(gateway, admin, 100, "Drain test")
     user = new_user()
     headers = token(user)
     await fund(gateway, admin, headers, user, 100)
@@ -76,7 +75,7 @@ async def test_sigterm_lets_the_gateway_answer_a_redemption_it_has_taken_before_
 
     os.kill(redeemer, signal.SIGSTOP)  # the command waits unanswered, so the request stays in flight
     try:
-        request = asyncio.create_task(gateway.post("/v1/redemptions", json={"template_id": template["template_id"]},
+        request = asyncio.create_task(gateway.post("/v1/redemptions", json={"template_id": template_id},
                                                    headers={**headers, "Idempotency-Key": key}))
 
         async def in_flight():

@@ -2,42 +2,28 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-from pathlib import Path
 
 import pytest
 
+from deploy.bench import run_artillery
 from shared.guide_queries import BALANCE_DISCREPANCIES
-from tests.helpers import fund, new_user
+from tests.helpers import coupon_template, fund, new_user
 
 pytestmark = pytest.mark.integration
-
-LOAD = Path(__file__).resolve().parents[2] / "deploy" / "load"
-ARTILLERY = LOAD / "node_modules" / ".bin" / "artillery"
-
-
-def artillery(script: str, target: str, report: Path, **env: str) -> dict:
-    assert ARTILLERY.exists(), "run `make load-tools` (make test does) to install the pinned artillery"
-    subprocess.run([str(ARTILLERY), "run", "--quiet", "--target", target, "--output", str(report), script],
-                   cwd=LOAD, env={**os.environ, **env, "ARTILLERY_DISABLE_TELEMETRY": "true"}, check=True,
-                   capture_output=True, timeout=300)
-    return json.loads(report.read_text())["aggregate"]["counters"]
 
 
 async def test_the_guides_concurrent_redemption_race_lets_exactly_one_through(gateway, token, db, tmp_path):
     admin = token("support@example.com", "admin")
-    template = (await gateway.post("/v1/admin/coupon-templates", json={
-        "name": "Race", "partner": "Example", "points_cost": 300, "valid_days": 30}, headers=admin)).json()
+    template_id = await coupon_template(gateway, admin, 300, "Race")
     user = new_user()
     headers = token(user)
     await fund(gateway, admin, headers, user, 300)
 
-    counters = await asyncio.to_thread(
-        artillery, "redeem-race.yml", str(gateway.base_url).rstrip("/"), tmp_path / "race.json",
-        POINTS_TOKEN=headers["Authorization"].removeprefix("Bearer "), POINTS_TEMPLATE_ID=template["template_id"])
+    aggregate = await asyncio.to_thread(
+        run_artillery, "redeem-race.yml", str(gateway.base_url).rstrip("/"), tmp_path / "race.json",
+        POINTS_TOKEN=headers["Authorization"].removeprefix("Bearer "), POINTS_TEMPLATE_ID=template_id)
 
+    counters = aggregate["counters"]
     assert counters["http.requests"] == 20
     assert counters.get("http.codes.201") == 1 and counters.get("http.codes.409") == 19, counters
     # Every refusal was for want of points (the gateway keeps each key's answer for retries).

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import decided_event, eventually, fund, habit_event, held_event, new_user
+from tests.helpers import coupon_template, decided_event, eventually, fund, habit_event, held_event, new_user
 
 pytestmark = pytest.mark.integration
 
@@ -82,11 +82,10 @@ async def exercise(gateway, token) -> None:
     assert stale.status_code == 422
     for response in (first, rapid):
         await decided_event(gateway, headers, response.json()["event_id"])
-    template = (await gateway.post("/v1/admin/coupon-templates", json={
-        "name": "Metrics", "partner": "Example", "points_cost": 50, "valid_days": 30}, headers=admin)).json()
+    template_id = await coupon_template(gateway, admin, 50, "Metrics")
     await fund(gateway, admin, headers, user, 50)
     for _ in range(2):  # one redeemed, one refused
-        await gateway.post("/v1/redemptions", json={"template_id": template["template_id"]},
+        await gateway.post("/v1/redemptions", json={"template_id": template_id},
                            headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
 
 
