@@ -16,6 +16,7 @@ from services.ingest import claims, idempotency, problems
 from services.ingest.auth import TokenVerifier
 from services.ingest.flags import FlagCache
 from services.ingest.limits import BodySizeLimit
+from services.ingest.metrics import RequestMetrics
 from services.ingest.publisher import KafkaPublisher
 from services.ingest.replies import ReplyWaiter
 from services.ingest.routers import admin, attestation, console, coupons, events, health, me, stats
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.verifier = TokenVerifier(settings)
     app.state.coupon_keys = settings.coupon_keys()
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(RequestMetrics)  # added last, so it is outermost and also counts the 413s
     problems.install(app)
     for router in (events.router, me.router, coupons.router, attestation.router, admin.router, stats.router,
                    health.router, console.router):

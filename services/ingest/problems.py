@@ -9,11 +9,13 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import Counter
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 TYPE_BASE = "https://points.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
+PROBLEMS = Counter("ingest_problems_total", "Problem documents answered, by type", ["type", "status"])
 
 
 class ProblemDocument(BaseModel):
@@ -50,6 +52,7 @@ class Problem(Exception):
 
 def problem_response(status: int, slug: str, detail: str, *, title: str | None = None,
                      headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    PROBLEMS.labels(slug, str(status)).inc()
     body = {"type": TYPE_BASE + slug, "title": title or HTTPStatus(status).phrase, "status": status,
             "detail": detail, **extra}
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
@@ -84,6 +87,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
+        PROBLEMS.labels(exc.slug, str(exc.status)).inc()
         return JSONResponse(exc.document(), status_code=exc.status, media_type=MEDIA_TYPE, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)

@@ -133,3 +133,14 @@ async def test_the_projector_reports_the_guides_read_model_checks_as_gauges(stac
                 and now["points_health_checked_timestamp_seconds"] > 0)
 
     await eventually(agree, timeout=30, interval=0.5)
+
+
+async def test_gateway_requests_are_counted_by_route_template_not_by_path(stack, gateway, token):
+    headers = token(new_user())
+    missing = uuid.uuid4()
+    assert (await gateway.get(f"/v1/events/{missing}", headers=headers)).status_code == 404
+    routes = {labels["route"] for labels in scrape(stack.settings)["ingest_http_requests_total"]}
+    assert "/v1/events/{event_id}" in routes
+    assert not any(str(missing) in route for route in routes)
+    problems = scrape(stack.settings)["ingest_problems_total"]
+    assert {"type": "not-found", "status": "404"} in problems
