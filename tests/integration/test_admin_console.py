@@ -116,3 +116,30 @@ async def test_the_console_page_forbids_foreign_scripts_and_framing(gateway):
     assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
     script = await gateway.get("/points-admin/static/console.js")
     assert script.status_code == 200 and "frame-ancestors 'none'" in script.headers["content-security-policy"]
+
+
+async def test_an_admin_looks_up_a_users_ledger_and_awards_points_that_name_them(page, gateway, token):
+    user = new_user()
+    headers = token(user)
+    event = await gateway.post("/v1/events", json=habit_event(), headers=headers)
+    await decided_event(gateway, headers, event.json()["event_id"])
+
+    await sign_in(page, token("console-admin@example.com", "admin"))
+    await page.fill("#lookup-user", user)
+    await page.click("#lookup")
+    await expect(page.locator(f'#user-history tr[data-event-id="{event.json()["event_id"]}"]')).to_contain_text(
+        "habit_completed")
+    await page.fill("#award-points", "25")
+    await page.fill("#award-reason", "goodwill after an outage")
+    await page.click("#award")
+    await expect(page.locator("#status")).to_contain_text(f"Awarded 25 points to {user}")
+
+    async def credited():
+        return (await gateway.get("/v1/me/points", headers=headers)).json()["available_points"] >= 25
+
+    await eventually(credited)
+    await page.click("#lookup")
+    award = page.locator("#user-history tbody tr", has_text="admin_award")
+    await expect(award).to_contain_text("console-admin@example.com")
+    await expect(award).to_contain_text("25")
+    assert page.problems == []

@@ -169,6 +169,52 @@ async function loadInsights() {
   $("fraud-empty").hidden = insights.length > 0;
 }
 
+async function loadUser() {
+  const user = $("lookup-user").value.trim();
+  if (!user) return;
+  const history = await api(`/v1/admin/users/${encodeURIComponent(user)}/history?limit=200`);
+  const body = $("user-history").tBodies[0];
+  body.replaceChildren();
+  let validated = 0;
+  for (const item of history) {
+    const row = body.insertRow();
+    row.dataset.eventId = item.event_id;
+    cell(row, when(item.event_time));
+    cell(row, item.event_type);
+    cell(row, item.validation_status.replace("_", " "));
+    cell(row, String(item.points_delta));
+    cell(row, item.trust_score === null ? "–" : String(item.trust_score));
+    cell(row, item.validated_by || "");
+    cell(row, item.review_note || "");
+    if (item.validation_status === "validated") validated += item.points_delta;
+  }
+  $("user-balance").textContent = `${history.length} ledger entries shown; validated points among them: ${validated}.`;
+  $("user-details").hidden = false;
+}
+
+async function award() {
+  const user = $("lookup-user").value.trim();
+  const points = Number($("award-points").value);
+  const reason = $("award-reason").value.trim();
+  if (!user || !points || !reason) {
+    say("An award needs a user, a number of points and a reason.", true);
+    return;
+  }
+  try {
+    // One key per click: a retried request cannot credit twice, a second click is a second award.
+    await api("/v1/admin/awards", {
+      method: "POST", headers: { "Idempotency-Key": crypto.randomUUID() },
+      body: JSON.stringify({ user_id: user, points, reason }),
+    });
+    say(`Awarded ${points} points to ${user}.`);
+    $("award-points").value = "";
+    $("award-reason").value = "";
+    await loadUser();
+  } catch (error) {
+    say(`Could not award points: ${error.message}`, true);
+  }
+}
+
 async function loadFlags() {
   const flags = await api("/v1/admin/flags");
   $("enabled").checked = flags.points_system_enabled;
@@ -246,6 +292,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("sign-out").addEventListener("click", () => signedOut());
   $("severity").addEventListener("change", () => loadInsights().catch((e) => say(e.message, true)));
   $("queue-user").addEventListener("change", () => loadQueue().catch((e) => say(e.message, true)));
+  $("lookup").addEventListener("click", () => loadUser().catch((e) => say(e.message, true)));
+  $("lookup-user").addEventListener("change", () => loadUser().catch((e) => say(e.message, true)));
+  $("award").addEventListener("click", award);
   $("save-flags").addEventListener("click", saveFlags);
   $("hold-pending").addEventListener("click", holdPending);
   if (token()) open();
