@@ -105,5 +105,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (events.router, me.router, coupons.router, attestation.router, admin.router, stats.router,
                    health.router, console.router):
         app.include_router(router)
-    console.mount(app)
     return app

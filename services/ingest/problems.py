@@ -16,6 +16,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 TYPE_BASE = "https://points.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
 PROBLEMS = Counter("ingest_problems_total", "Problem documents answered, by type", ["type", "status"])
+# Present from the start, so an alert's rate() sees the first outage too.
+for _slug in ("database-unavailable", "kafka-unavailable"):
+    PROBLEMS.labels(_slug, "503")
 
 
 class ProblemDocument(BaseModel):

@@ -35,17 +35,24 @@ GAUGES = {name: Gauge(name, help_text) for name, (help_text, _) in CHECKS.items(
 CHECKED_AT = Gauge("points_health_checked_timestamp_seconds", "When the read-model checks last ran")
 
 
-async def measure(pool: asyncpg.Pool) -> dict[str, int]:
-    async with pool.acquire() as conn:
-        return {name: await conn.fetchval(sql) for name, (_, sql) in CHECKS.items()}
+async def measure(pool: asyncpg.Pool, timeout: float) -> dict[str, int | None]:
+    """Each check on its own, so one slow or failing query leaves the others' gauges current."""
+    results: dict[str, int | None] = {}
+    for name, (_, sql) in CHECKS.items():
+        try:
+            results[name] = await pool.fetchval(sql, timeout=timeout)
+        except Exception as exc:
+            log.warning("read-model check failed", extra={"check": name, "error_message": f"{type(exc).__name__}: {exc}"})
+            results[name] = None
+    return results
 
 
 async def keep_measuring(pool: asyncpg.Pool, every: float) -> None:
     while True:
-        try:
-            for name, value in (await measure(pool)).items():
+        results = await measure(pool, timeout=max(every, 5.0))
+        for name, value in results.items():
+            if value is not None:
                 GAUGES[name].set(value)
-            CHECKED_AT.set_to_current_time()
-        except Exception as exc:  # a database blip must not end the checks; the stale timestamp shows it
-            log.warning("read-model checks failed", extra={"error_message": f"{type(exc).__name__}: {exc}"})
+        if all(value is not None for value in results.values()):
+            CHECKED_AT.set_to_current_time()  # stale when any check fails, which ReadModelChecksStale reports
         await asyncio.sleep(every)

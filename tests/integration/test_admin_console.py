@@ -118,7 +118,7 @@ async def test_the_console_page_forbids_foreign_scripts_and_framing(gateway):
     assert script.status_code == 200 and "frame-ancestors 'none'" in script.headers["content-security-policy"]
 
 
-async def test_an_admin_looks_up_a_users_ledger_and_awards_points_that_name_them(page, gateway, token):
+async def test_an_admin_looks_up_a_users_ledger_and_awards_points_that_name_them(page, gateway, token, db):
     user = new_user()
     headers = token(user)
     event = await gateway.post("/v1/events", json=habit_event(), headers=headers)
@@ -129,17 +129,36 @@ async def test_an_admin_looks_up_a_users_ledger_and_awards_points_that_name_them
     await page.click("#lookup")
     await expect(page.locator(f'#user-history tr[data-event-id="{event.json()["event_id"]}"]')).to_contain_text(
         "habit_completed")
+
+    answers = []
+
+    async def lose_the_first_answer(route):
+        response = await route.fetch()  # the gateway takes the award ...
+        answers.append(response.status)
+        if len(answers) == 1:
+            await route.abort()  # ... but its answer never reaches the browser
+        else:
+            await route.fulfill(response=response)
+
+    await page.route("**/v1/admin/awards", lose_the_first_answer)
     await page.fill("#award-points", "25")
     await page.fill("#award-reason", "goodwill after an outage")
     await page.click("#award")
+    await expect(page.locator("#status")).to_contain_text("Could not award points")
+    await page.click("#award")  # the admin tries again, as anyone would
     await expect(page.locator("#status")).to_contain_text(f"Awarded 25 points to {user}")
+    assert answers == [201, 201]
 
     async def credited():
         return (await gateway.get("/v1/me/points", headers=headers)).json()["available_points"] >= 25
 
     await eventually(credited)
+    # The retry carried the same Idempotency-Key: one award in the ledger, not two.
+    assert await db.fetchval("SELECT count(*) FROM points_events WHERE user_id = $1 AND event_type = 'admin_award'",
+                             user) == 1
     await page.click("#lookup")
     award = page.locator("#user-history tbody tr", has_text="admin_award")
     await expect(award).to_contain_text("console-admin@example.com")
     await expect(award).to_contain_text("25")
-    assert page.problems == []
+    # The aborted request is the one console error expected here.
+    assert [p for p in page.problems if "ERR_FAILED" not in p] == []

@@ -17,9 +17,12 @@ def test_a_refusal_for_want_of_points_is_an_answer_but_a_5xx_or_a_transport_erro
     assert load.errors == 3
 
 
-def test_quantiles_pick_from_the_observed_values():
+def test_quantiles_interpolate_so_a_small_sample_does_not_report_its_maximum_as_p95():
     values = [float(v) for v in range(1, 101)]
-    assert quantile(values, 0.5) == 51 and quantile(values, 0.95) == 96 and quantile([3.0], 0.99) == 3.0
+    assert quantile(values, 0.5) == 50.5 and round(quantile(values, 0.95), 2) == 95.05
+    twenty = [float(v) for v in range(1, 21)]
+    assert quantile(twenty, 0.95) < max(twenty)
+    assert quantile([3.0], 0.99) == 3.0
 
 
 def test_the_report_states_each_measure_as_a_ratio_to_the_http_floor_of_the_same_run():

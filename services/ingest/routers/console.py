@@ -5,9 +5,12 @@ from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
-from fastapi.staticfiles import StaticFiles
+
+from services.ingest.problems import Problem
 
 CONSOLE = Path(__file__).resolve().parents[1] / "console"
+# The only files served: a fixed list, so no path from a request ever reaches the file system.
+ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
 # Nothing but our own files may run or load here, and no other site may frame the page: the
 # console holds an admin token.
 POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -24,12 +27,8 @@ async def console() -> FileResponse:
     return FileResponse(CONSOLE / "index.html", media_type="text/html", headers=HEADERS)
 
 
-class ConsoleFiles(StaticFiles):
-    async def get_response(self, path, scope):
-        response = await super().get_response(path, scope)
-        response.headers.update(HEADERS)
-        return response
-
-
-def mount(app) -> None:
-    app.mount("/points-admin/static", ConsoleFiles(directory=CONSOLE / "static"), name="console-static")
+@router.get("/points-admin/static/{name}", response_class=FileResponse, include_in_schema=False)
+async def console_asset(name: str) -> FileResponse:
+    if name not in ASSETS:
+        raise Problem(404, "not-found", "No such file.")
+    return FileResponse(CONSOLE / "static" / name, media_type=ASSETS[name], headers=HEADERS)

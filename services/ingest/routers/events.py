@@ -25,6 +25,7 @@ log = logging.getLogger("points.ingest")
 SUBMITTED = Counter("ingest_events_submitted_total", "Events accepted and stored in Kafka", ["event_type"])
 REFUSED = Counter("ingest_events_refused_total", "Events refused at the gateway", ["reason"])
 DUPLICATES = Counter("ingest_events_duplicate_total", "Retries answered with the first event")
+REFUSED.labels("kafka-unavailable")  # present from the start, so an alert's rate() sees the first outage too
 
 
 def client_ip_hash(request: Request, settings) -> str | None:

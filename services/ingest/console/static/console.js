@@ -24,8 +24,23 @@ async function api(path, options = {}) {
     headers: { Authorization: `Bearer ${token()}`, "Content-Type": "application/json", ...(options.headers || {}) },
   });
   const body = response.headers.get("content-type")?.includes("json") ? await response.json() : {};
+  if (response.status === 401) signedOut("Your session ended (the token expired or was refused): sign in again.");
   if (!response.ok) throw new ApiError(response.status, body);
   return body;
+}
+
+// Refreshing after an action is not the action: a failed refresh must not read as a failed verdict.
+async function refresh(...loaders) {
+  try {
+    await Promise.all(loaders.map((load) => load()));
+  } catch (error) {
+    say(`${$("status").textContent} (The view could not be refreshed: ${error.message})`, true);
+  }
+}
+
+// A random Idempotency-Key; crypto.randomUUID exists only in secure contexts, getRandomValues everywhere.
+function newKey() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function say(message, isError = false) {
@@ -105,14 +120,15 @@ async function decide(item, decision, note, row) {
     await api(`/v1/admin/events/${item.event_id}/decision`, {
       method: "POST", body: JSON.stringify(note ? { decision, note } : { decision }),
     });
-    row.remove();
-    say(`${decision === "approve" ? "Approved" : "Rejected"} event ${item.event_id} of ${item.user_id}.`);
-    $("queue-empty").hidden = $("review-queue").tBodies[0].rows.length > 0;
-    await loadStats();
   } catch (error) {
     buttons.forEach((b) => { b.disabled = false; });
     say(`Could not ${decision} event ${item.event_id}: ${error.message}`, true);
+    return;
   }
+  row.remove();
+  say(`${decision === "approve" ? "Approved" : "Rejected"} event ${item.event_id} of ${item.user_id}.`);
+  $("queue-empty").hidden = $("review-queue").tBodies[0].rows.length > 0;
+  await refresh(loadStats);
 }
 
 async function loadQueue() {
@@ -192,6 +208,10 @@ async function loadUser() {
   $("user-details").hidden = false;
 }
 
+// One key per filled-in form, kept until the award is acknowledged: clicking again after an unclear
+// failure repeats the same award instead of crediting twice. Editing the form starts a new award.
+let awardKey = null;
+
 async function award() {
   const user = $("lookup-user").value.trim();
   const points = Number($("award-points").value);
@@ -200,32 +220,43 @@ async function award() {
     say("An award needs a user, a number of points and a reason.", true);
     return;
   }
+  awardKey ??= newKey();
+  let awarded;
   try {
-    // One key per click: a retried request cannot credit twice, a second click is a second award.
-    await api("/v1/admin/awards", {
-      method: "POST", headers: { "Idempotency-Key": crypto.randomUUID() },
+    awarded = await api("/v1/admin/awards", {
+      method: "POST", headers: { "Idempotency-Key": awardKey },
       body: JSON.stringify({ user_id: user, points, reason }),
     });
-    say(`Awarded ${points} points to ${user}.`);
-    $("award-points").value = "";
-    $("award-reason").value = "";
-    await loadUser();
   } catch (error) {
-    say(`Could not award points: ${error.message}`, true);
+    say(`Could not award points (trying again repeats this same award): ${error.message}`, true);
+    return;
   }
+  awardKey = null;
+  $("award-points").value = "";
+  $("award-reason").value = "";
+  say(`Awarded ${points} points to ${user} (ledger entry ${awarded.event_id}; it shows here once recorded).`);
+  await refresh(loadUser);
 }
 
 async function loadFlags() {
+  $("save-flags").disabled = true;  // saving flags that never loaded would switch the system off
   const flags = await api("/v1/admin/flags");
   $("enabled").checked = flags.points_system_enabled;
   $("rollout").value = flags.rollout_percent;
+  $("save-flags").disabled = false;
 }
 
 async function saveFlags() {
+  const rollout = $("rollout").value.trim();
+  if (rollout === "" || !Number.isInteger(Number(rollout)) || Number(rollout) < 0 || Number(rollout) > 100) {
+    say("The rollout is a whole percentage from 0 to 100.", true);
+    return;
+  }
+  if (!$("enabled").checked && !confirm("Switch the points system off? Every write will be refused with 503.")) return;
   try {
     const flags = await api("/v1/admin/flags", {
       method: "PUT",
-      body: JSON.stringify({ points_system_enabled: $("enabled").checked, rollout_percent: Number($("rollout").value) }),
+      body: JSON.stringify({ points_system_enabled: $("enabled").checked, rollout_percent: Number(rollout) }),
     });
     say(`Saved: points system ${flags.points_system_enabled ? "enabled" : "disabled"}, rollout ${flags.rollout_percent} %.`);
   } catch (error) {
@@ -235,13 +266,15 @@ async function saveFlags() {
 
 async function holdPending() {
   if (!confirm("Send every pending event to the review queue instead of the validator?")) return;
+  let result;
   try {
-    const result = await api("/v1/admin/hold-pending", { method: "POST" });
-    say(`Held ${result.held} pending events for review.`);
-    await Promise.all([loadQueue(), loadStats()]);
+    result = await api("/v1/admin/hold-pending", { method: "POST" });
   } catch (error) {
     say(`Could not hold pending events: ${error.message}`, true);
+    return;
   }
+  say(`Held ${result.held} pending events for review.`);
+  await refresh(loadQueue, loadStats);
 }
 
 function signedOut(message) {
@@ -268,7 +301,7 @@ function subject(jwt) {
   }
 }
 
-async function open() {
+async function openConsole() {
   $("sign-in").hidden = true;
   $("console").hidden = false;
   $("sign-out").hidden = false;
@@ -287,7 +320,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!value) return;
     sessionStorage.setItem(TOKEN_KEY, value);
     $("token").value = "";
-    open();
+    openConsole();
   });
   $("sign-out").addEventListener("click", () => signedOut());
   $("severity").addEventListener("change", () => loadInsights().catch((e) => say(e.message, true)));
@@ -295,7 +328,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("lookup").addEventListener("click", () => loadUser().catch((e) => say(e.message, true)));
   $("lookup-user").addEventListener("change", () => loadUser().catch((e) => say(e.message, true)));
   $("award").addEventListener("click", award);
+  for (const id of ["lookup-user", "award-points", "award-reason"]) {
+    $(id).addEventListener("input", () => { awardKey = null; });
+  }
   $("save-flags").addEventListener("click", saveFlags);
   $("hold-pending").addEventListener("click", holdPending);
-  if (token()) open();
+  if (token()) openConsole();
 });
