@@ -19,7 +19,7 @@ from services.ingest.limits import BodySizeLimit
 from services.ingest.metrics import RequestMetrics
 from services.ingest.publisher import KafkaPublisher
 from services.ingest.replies import ReplyWaiter
-from services.ingest.routers import admin, attestation, console, coupons, events, health, me, stats
+from services.ingest.routers import admin, attestation, console, coupons, events, health, me, review, stats
 from shared import topics
 from shared.db import create_pool
 from shared.events import utcnow
@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit)
     app.add_middleware(RequestMetrics)  # added last, so it is outermost and also counts the 413s
     problems.install(app)
-    for router in (events.router, me.router, coupons.router, attestation.router, admin.router, stats.router,
-                   health.router, console.router):
+    for router in (events.router, me.router, coupons.router, attestation.router, admin.router, review.router,
+                   stats.router, health.router, console.router):
         app.include_router(router)
     return app
