@@ -28,6 +28,7 @@ FAULTS = ("kill-ingest", "kill-validator", "kill-redeemer", "kill-projector", "p
 @dataclass
 class Tally:
     events_sent: int = 0
+    events_rate_limited: int = 0  # refused by the per-user hourly limit (429): an answer, not a loss
     events_acked: dict[str, str] = field(default_factory=dict)  # nonce -> event id
     redemptions_acked: dict[str, str] = field(default_factory=dict)  # idempotency key -> redemption id
     coupons_acked: set[str] = field(default_factory=set)
@@ -64,6 +65,7 @@ class Report:
             "| measure | value |", "|---|---|",
             f"| events sent | {t.events_sent} |",
             f"| events acknowledged (202/200) | {len(t.events_acked)} |",
+            f"| events refused by the hourly rate limit (429) | {t.events_rate_limited} |",
             f"| redemptions acknowledged (201) | {len(t.coupons_acked)} |",
             f"| client retries (connection errors, timeouts, 5xx) | {t.retries} |",
             f"| acknowledged events lost | {d['lost_events']} |",
@@ -113,7 +115,9 @@ async def submitter(client: Client, user: str, stop: asyncio.Event) -> None:
             break
         if response.status_code in (200, 202):
             client.tally.events_acked[nonce] = response.json()["event_id"]
-        elif response.status_code != 429:
+        elif response.status_code == 429:
+            client.tally.events_rate_limited += 1
+        else:
             client.tally.client_errors.append(f"event {response.status_code}: {response.text[:200]}")
         await asyncio.sleep(1.5)
 
