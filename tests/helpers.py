@@ -86,3 +86,13 @@ async def coupon_template(gateway: httpx.AsyncClient, admin_headers: dict, point
         "name": name, "partner": "Example", "points_cost": points_cost, "valid_days": 30})
     assert response.status_code == 201, response.text
     return response.json()["template_id"]
+
+
+async def one_coupon_customer(gateway: httpx.AsyncClient, token, points_cost: int, name: str) -> tuple[str, dict, str]:
+    """A new template and a new user whose balance pays for exactly one of its coupons: user, headers, template."""
+    admin = token("support@example.com", "admin")
+    template_id = await coupon_template(gateway, admin, points_cost, name)
+    user = new_user()
+    headers = token(user)
+    await fund(gateway, admin, headers, user, points_cost)
+    return user, headers, template_id

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from shared.guide_queries import BALANCE_DISCREPANCIES
-from tests.helpers import coupon_template, decided_event, eventually, fund, habit_event, new_user
+from tests.helpers import decided_event, eventually, habit_event, new_user, one_coupon_customer
 
 pytestmark = pytest.mark.integration
 
@@ -64,11 +64,7 @@ async def test_with_kafka_down_the_gateway_refuses_with_503_and_the_retry_afterw
 
 
 async def test_sigterm_lets_the_gateway_answer_a_redemption_it_has_taken_before_it_exits(stack, gateway, token, db):
-    admin = token("support@example.com", "admin")
-    template_id = await coupon_template(gateway, admin, 100, "Drain test")
-    user = new_user()
-    headers = token(user)
-    await fund(gateway, admin, headers, user, 100)
+    user, headers, template_id = await one_coupon_customer(gateway, token, 100, "Drain test")
     key = uuid.uuid4().hex
     redeemer = pid_of(stack, "redeemer")
     gateway_pid = pid_of(stack, "ingest")

@@ -7,17 +7,13 @@ import pytest
 
 from deploy.bench import run_artillery
 from shared.guide_queries import BALANCE_DISCREPANCIES
-from tests.helpers import coupon_template, fund, new_user
+from tests.helpers import one_coupon_customer
 
 pytestmark = pytest.mark.integration
 
 
 async def test_the_guides_concurrent_redemption_race_lets_exactly_one_through(gateway, token, db, tmp_path):
-    admin = token("support@example.com", "admin")
-    template_id = await coupon_template(gateway, admin, 300, "Race")
-    user = new_user()
-    headers = token(user)
-    await fund(gateway, admin, headers, user, 300)
+    user, headers, template_id = await one_coupon_customer(gateway, token, 300, "Race")
 
     aggregate = await asyncio.to_thread(
         run_artillery, "redeem-race.yml", str(gateway.base_url).rstrip("/"), tmp_path / "race.json",
