@@ -205,8 +205,8 @@ async def serial_timings(settings: Settings, samples: int, step: Callable[[int],
 
 
 def write_users(path: Path, settings: Settings, prefix: str, count: int) -> list[tuple[str, str]]:
-    users = [(f"{prefix}-{i}-{uuid.uuid4().hex[:6]}", "") for i in range(count)]
-    users = [(user, mint_dev_token(settings, user, "user", 3600)) for user, _ in users]
+    names = [f"{prefix}-{i}-{uuid.uuid4().hex[:6]}" for i in range(count)]
+    users = [(user, mint_dev_token(settings, user, "user", 3600)) for user in names]
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["user_id", "token"])

@@ -1,12 +1,19 @@
 """How a log record becomes a read-model row. Pure: no I/O."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from uuid import UUID
 
 from shared.events import (CommandAnswered, CouponIssued, CouponRevoked, CouponUsed, Event, EventDecided,
                            EventSubmitted, FraudInsightRaised)
+
+
+class Columns:
+    """A row whose fields, in declaration order, are the columns the store's statements list."""
+
+    def as_tuple(self) -> tuple:
+        return tuple(getattr(self, f.name) for f in fields(self) if f.metadata.get("column", True))
 
 
 @dataclass(frozen=True)
@@ -17,7 +24,7 @@ class Position:
 
 
 @dataclass(frozen=True)
-class EventRow:
+class EventRow(Columns):
     id: UUID
     user_id: str
     event_type: str
@@ -37,19 +44,11 @@ class EventRow:
     source_offset: int
     review_note: str | None
     # A submission only fills a gap; a decision always wins, whichever topic was read first.
-    authoritative: bool
-
-    def as_tuple(self) -> tuple:
-        return (
-            self.id, self.user_id, self.event_type, self.event_time, self.points_delta, self.proof_type,
-            self.validation_status, self.trust_score, self.reasons, self.rule_set, self.validated_by,
-            self.decided_at, self.related_entity_type, self.related_entity_id,
-            self.source_topic, self.source_partition, self.source_offset, self.review_note,
-        )
+    authoritative: bool = field(metadata={"column": False})
 
 
 @dataclass(frozen=True)
-class InsightRow:
+class InsightRow(Columns):
     id: UUID
     user_id: str
     event_id: UUID | None
@@ -59,13 +58,9 @@ class InsightRow:
     evidence: dict
     created_at: datetime
 
-    def as_tuple(self) -> tuple:
-        return (self.id, self.user_id, self.event_id, self.insight_type, self.severity, self.score,
-                self.evidence, self.created_at)
-
 
 @dataclass(frozen=True)
-class CouponIssuedRow:
+class CouponIssuedRow(Columns):
     coupon_id: UUID
     redemption_id: UUID
     user_id: str
@@ -75,10 +70,6 @@ class CouponIssuedRow:
     points_cost: int
     issued_at: datetime
     expires_at: datetime
-
-    def as_tuple(self) -> tuple:
-        return (self.coupon_id, self.redemption_id, self.user_id, self.template_id, self.code_hash, self.code_key_id,
-                self.points_cost, self.issued_at, self.expires_at)
 
 
 @dataclass(frozen=True)
@@ -90,16 +81,13 @@ class CouponStatusRow:
 
 
 @dataclass(frozen=True)
-class AnswerRow:
+class AnswerRow(Columns):
     command_id: UUID
     user_id: str
     command: str
     outcome: str
     detail: dict
     answered_at: datetime
-
-    def as_tuple(self) -> tuple:
-        return (self.command_id, self.user_id, self.command, self.outcome, self.detail, self.answered_at)
 
 
 Row = EventRow | InsightRow | CouponIssuedRow | CouponStatusRow | AnswerRow

@@ -89,13 +89,17 @@ async def exercise(gateway, token) -> None:
                            headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
 
 
+def samples_of(url: str) -> list:
+    return [sample for family in text_string_to_metric_families(httpx.get(url, timeout=5).text)
+            for sample in family.samples]
+
+
 def scrape(settings) -> dict[str, list[dict]]:
     """Every sample the four services export: name -> the label sets seen."""
     samples: dict[str, list[dict]] = {}
     for url in settings.metrics_urls.values():
-        for family in text_string_to_metric_families(httpx.get(url, timeout=5).text):
-            for sample in family.samples:
-                samples.setdefault(sample.name, []).append(sample.labels)
+        for sample in samples_of(url):
+            samples.setdefault(sample.name, []).append(sample.labels)
     return samples
 
 
@@ -122,8 +126,7 @@ async def test_the_projector_reports_the_guides_read_model_checks_as_gauges(stac
     await held_event(gateway, headers)
 
     def gauges() -> dict[str, float]:
-        text = httpx.get(stack.settings.metrics_urls["projector"], timeout=5).text
-        return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}
+        return {s.name: s.value for s in samples_of(stack.settings.metrics_urls["projector"])}
 
     async def agree():
         held = await db.fetchval("SELECT count(*) FROM points_events WHERE validation_status = 'pending_review'")
