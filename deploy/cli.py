@@ -20,20 +20,35 @@ app = typer.Typer(help="Points ledger: local system and operator tools.", no_arg
 console = Console(stderr=True)
 
 
+def _refusing_drift(step) -> None:
+    """A topic in a shape that cannot be repaired stops the command, saying which and why."""
+    from shared.topic_admin import TopicDrift
+
+    try:
+        step()
+    except TopicDrift as drift:
+        console.print(f"[red]refused[/red]: {drift}")
+        raise typer.Exit(1) from drift
+
+
 @app.command()
 def up() -> None:
     """Start Kafka, PostgreSQL and every service that is not running; return once all are ready."""
     stack = Stack(get_settings())
-    with console.status("starting the points system") as status:
-        stack.up(echo=lambda msg: status.update(msg))
+
+    def start() -> None:
+        with console.status("starting the points system") as status:
+            stack.up(echo=lambda msg: status.update(msg) if not msg.startswith("repaired") else console.print(msg))
+
+    _refusing_drift(start)
     console.print(f"[green]ready[/green]: gateway on {stack.settings.gateway_url}")
 
 
 @app.command()
 def init() -> None:
-    """Create the topics and apply the migrations on a Kafka and PostgreSQL that already run."""
+    """Create (or repair) the topics and apply the migrations on a Kafka and PostgreSQL that already run."""
     settings = get_settings().model_copy(update={"manage_kafka": False})
-    Stack(settings).prepare(echo=lambda msg: console.print(msg))
+    _refusing_drift(lambda: Stack(settings).prepare(echo=lambda msg: console.print(msg)))
 
 
 @app.command()

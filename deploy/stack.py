@@ -13,6 +13,7 @@ from deploy.launchers.kafka import KafkaLauncher
 from deploy.launchers.postgres import PostgresLauncher
 from deploy.launchers.process import ManagedProcess, wait_until
 from services.projector.schema import apply_migrations
+from shared.topic_admin import Layout, ensure_topics
 from shared.settings import REPO_ROOT, Settings
 
 
@@ -121,11 +122,21 @@ class Stack:
         part.start(echo)
         part.wait_ready()
 
+    def layout(self) -> Layout:
+        return Layout(self.settings.topic_partitions, self.settings.topic_replication_factor,
+                      self.settings.min_insync_replicas)
+
     def prepare(self, echo=print) -> None:
-        """Topics and schema, on infrastructure that is already running (ours or someone else's)."""
+        """Topics and schema, on infrastructure that is already running (ours or someone else's).
+
+        Every topic is made (or repaired) before any service starts, so no consumer ever subscribes
+        to a topic that is not there yet; a topic in a shape that cannot be repaired stops `up` here.
+        """
         if not self.settings.manage_kafka:
             echo("waiting for Kafka")
             self.kafka.wait_ready()
+        echo("checking topics")
+        asyncio.run(ensure_topics(self.settings.kafka_bootstrap_servers, self.layout(), echo=echo))
         echo("applying migrations")
         apply_migrations(self.settings.dsn)
         if self.settings.env != "prod":

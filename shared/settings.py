@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     health_check_seconds: float = Field(30.0, alias="POINTS_HEALTH_CHECK_SECONDS", gt=0)
     flags_refresh_seconds: float = Field(2.0, alias="POINTS_FLAGS_REFRESH_SECONDS", gt=0)
 
+    # Which instance of its service this process is (1..M): names its static group membership and
+    # transactional ids, which must stay the same across restarts of the same instance.
+    instance: str = Field("1", alias="POINTS_INSTANCE", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
     gateway_host: str = Field("127.0.0.1", alias="POINTS_GATEWAY_HOST")
     # Where the other services answer /healthz, /readyz and /metrics (0.0.0.0 in containers, for Prometheus).
     ops_host: str = Field("127.0.0.1", alias="POINTS_OPS_HOST")
@@ -76,6 +80,10 @@ class Settings(BaseSettings):
     redeemer_port: int = Field(8003, alias="POINTS_REDEEMER_PORT")
     postgres_port: int = Field(55432, alias="POINTS_POSTGRES_PORT")
     topic_partitions: int = Field(6, alias="POINTS_TOPIC_PARTITIONS", ge=1)
+    # 1 for a one-broker laptop; production runs 3 brokers with 3 here and 2 in-sync replicas.
+    topic_replication_factor: int = Field(1, alias="POINTS_TOPIC_REPLICATION_FACTOR", ge=1)
+    # Unset: one less than the replication factor (at least 1), so one broker may be lost.
+    topic_min_insync_replicas: int | None = Field(None, alias="POINTS_TOPIC_MIN_INSYNC_REPLICAS", ge=1)
     state_dir: Path = Field(REPO_ROOT / ".state", alias="POINTS_STATE_DIR")
 
     # The seed's defaults; see services/validator/rules.py for how they are used.
@@ -103,6 +111,10 @@ class Settings(BaseSettings):
             if self.app_attest_verify_at is not None:
                 raise ValueError("APP_ATTEST_VERIFY_AT is for tests only")
         return self
+
+    @property
+    def min_insync_replicas(self) -> int:
+        return self.topic_min_insync_replicas or max(1, self.topic_replication_factor - 1)
 
     @property
     def uses_embedded_postgres(self) -> bool:

@@ -35,7 +35,7 @@ TEST_ENV = {
     "POINTS_NONCE_CLEANUP_SECONDS": "0.5",
     "POINTS_FLAGS_REFRESH_SECONDS": "0.5",
     "POINTS_HEALTH_CHECK_SECONDS": "1",
-    "POINTS_STUCK_PENDING_SECONDS": "10",
+    "POINTS_STUCK_PENDING_SECONDS": "60",
     "APP_ATTEST_APP_ID": APP_ATTEST_APP_ID,
     "APP_ATTEST_ENVIRONMENT": "development",
     # The recorded attestations' certificates were valid in 2024.

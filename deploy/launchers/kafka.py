@@ -9,11 +9,9 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient
 
 from deploy.launchers.process import ManagedProcess, wait_until
-from shared import topics
 from shared.settings import Settings
 
 KAFKA_DIR = Path(__file__).resolve().parent.parent / "kafka"
@@ -95,7 +93,6 @@ class KafkaLauncher:
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         wait_until(lambda: asyncio.run(self._metadata_ok()), timeout=timeout, what="Kafka")
-        asyncio.run(create_topics(self.settings))
 
     async def _metadata_ok(self) -> bool:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers,
@@ -115,21 +112,3 @@ class KafkaLauncher:
 
     def stop(self) -> None:
         self.process.stop(timeout=30)
-
-
-async def create_topics(settings: Settings) -> None:
-    """Create the public topics with explicit partition counts; existing ones are left as they are."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        wanted = [NewTopic(name, settings.topic_partitions, 1,
-                           topic_configs={"cleanup.policy": "compact"} if name in topics.COMPACTED else None)
-                  for name in topics.ALL if name not in existing]
-        if wanted:
-            try:
-                await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # another `up` won the race; the topic is there either way
-    finally:
-        await admin.close()

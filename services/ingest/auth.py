@@ -12,6 +12,9 @@ from shared.settings import Settings
 
 Role = Literal["user", "admin", "merchant"]
 ROLES: tuple[Role, ...] = ("user", "admin", "merchant")
+# A user id is a key in every table and topic; longer ones cannot be indexed (PostgreSQL's btree
+# limit is about 2,700 bytes), so they are refused at the door rather than poisoning the log.
+MAX_SUBJECT_LENGTH = 255
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,12 @@ class TokenVerifier:
             raise Problem(401, "unauthorized", f"Invalid bearer token: {exc}",
                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from exc
         role = claims.get("role", "user")
-        if role not in ROLES or not isinstance(claims["sub"], str) or not claims["sub"]:
+        sub = claims["sub"]
+        if role not in ROLES or not isinstance(sub, str) or not sub or "\x00" in sub:
             raise Problem(401, "unauthorized", "The token's subject or role is not acceptable.",
+                          headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        if len(sub) > MAX_SUBJECT_LENGTH:
+            raise Problem(401, "unauthorized", f"The token's subject is longer than {MAX_SUBJECT_LENGTH} characters.",
                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         return Principal(sub=claims["sub"], role=role)
 

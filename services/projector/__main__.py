@@ -7,6 +7,7 @@ import logging
 from services.projector import health
 from services.projector.consumer import Projector
 from services.projector.schema import apply_migrations
+from services.projector.set_aside import SetAside
 from shared import logs
 from shared.lifecycle import run_until_stopped
 from shared.db import create_pool
@@ -20,7 +21,8 @@ async def main() -> None:
     settings = get_settings()
     await asyncio.to_thread(apply_migrations, settings.dsn)
     pool = await create_pool(settings.dsn, min_size=1, max_size=4)
-    projector = Projector(settings.kafka_bootstrap_servers, pool, settings.keyring())
+    projector = Projector(settings.kafka_bootstrap_servers, pool, settings.keyring(),
+                          set_aside=SetAside(settings.kafka_bootstrap_servers, settings.signer()))
     await projector.start()
     ops = await start_ops_server(settings.ops_host, settings.projector_port, ready=lambda: projector.running)
     checks = asyncio.create_task(health.keep_measuring(pool, settings.health_check_seconds))

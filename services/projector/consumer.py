@@ -5,16 +5,17 @@ rebalance the projector seeks to exactly where its last committed transaction en
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.projector import store
 from services.projector.projection import Position, project
+from services.projector.set_aside import SetAside
 from shared import topics
-from shared.deadletter import dead_letter
 from shared.envelope import UnreadableRecord, from_record
 from shared.signing import BadSignature, Keyring
 
@@ -25,6 +26,21 @@ UNREADABLE = Counter("projector_dead_lettered_records_total", "Unsigned or unrea
                      ["topic"])
 BATCH_SECONDS = Histogram("projector_batch_seconds", "Time to apply one batch in PostgreSQL")
 LAG = Gauge("projector_lag_records", "Records behind the end of the log", ["topic", "partition"])
+UNSTORABLE = Counter("projector_unstorable_records_total", "Records PostgreSQL refused, set aside", ["topic", "sqlstate"])
+BATCH_RETRIES = Counter("projector_batch_retries_total", "Batches tried again after a failure that was not theirs")
+
+# SQLSTATE classes that mean "this record's values": data exceptions (a NUL byte, a number out of
+# range), integrity violations (a balance check) and program limits (a value too large for an index).
+RECORD_FAULTS = frozenset({"22", "23", "54"})
+# Of those, the ones a well-formed record from our own gateway cannot cause: someone found a gap.
+SUSPICIOUS = frozenset({"22", "54"})
+
+
+def record_fault(exc: BaseException) -> str | None:
+    """The SQLSTATE when PostgreSQL refused the values themselves; None for anything else
+    (connection lost, server shutting down, a privilege missing), which retrying may cure."""
+    state = getattr(exc, "sqlstate", None) if isinstance(exc, asyncpg.PostgresError) else None
+    return state if state and state[:2] in RECORD_FAULTS else None
 
 GROUP = "points-projector"
 
@@ -49,10 +65,13 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):
 class Projector:
     def __init__(self, bootstrap: str, pool: asyncpg.Pool, keyring: Keyring, group: str = GROUP,
                  subscribed: tuple[str, ...] = (topics.SUBMITTED, topics.LEDGER, topics.FRAUD, topics.COUPONS,
-                                                topics.REPLIES)):
+                                                topics.REPLIES),
+                 set_aside: SetAside | None = None):
+        """`set_aside` None: records that cannot be applied are skipped silently (a rebuild, which
+        must not write to the live topics; the live projector already set them aside)."""
         self.pool = pool
         self.keyring = keyring
-        self.dead_letters = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+        self.set_aside = set_aside
         self.group = group
         self.subscribed = subscribed
         self.consumer = AIOKafkaConsumer(
@@ -66,7 +85,8 @@ class Projector:
         self.running = False
 
     async def start(self) -> None:
-        await self.dead_letters.start()
+        if self.set_aside:
+            await self.set_aside.start()
         await self.consumer.start()
         self.consumer.subscribe(list(self.subscribed),
                                 listener=_SeekToStoredOffsets(self.consumer, self.pool, self.group))
@@ -75,7 +95,8 @@ class Projector:
     async def stop(self) -> None:
         self.running = False
         await self.consumer.stop()
-        await self.dead_letters.stop()
+        if self.set_aside:
+            await self.set_aside.stop()
 
     async def run(self) -> None:
         while self.running:
@@ -92,39 +113,64 @@ class Projector:
                     self.keyring.verify(message.key, message.value, message.headers)
                     event = from_record(message.key, message.value, message.headers)
                 except (BadSignature, UnreadableRecord) as exc:
-                    await self._dead_letter(tp, message, exc)
+                    await self._put_aside(tp, message, str(exc), suspicious=False)
                     continue
                 row = project(event, Position(tp.topic, tp.partition, message.offset))
                 if row is not None:
                     rows.append(row)
                     sources.append((tp, message))
             next_offsets[(tp.topic, tp.partition)] = messages[-1].offset + 1
+        await self._until_written(rows, sources, next_offsets)
+        for tp, messages in batches.items():
+            RECORDS.labels(tp.topic).inc(len(messages))
+
+    async def _until_written(self, rows, sources, next_offsets) -> None:
+        """Write the batch; a failure that is not a record's own is retried, skipping nothing.
+
+        Every step is idempotent in log order, so writing a batch again after a half-done attempt
+        ends in the same rows.
+        """
+        delay = 0.2
+        while True:
+            try:
+                return await self._write(rows, sources, next_offsets)
+            except Exception as exc:
+                BATCH_RETRIES.inc()
+                log.warning("writing a batch failed; trying it again", extra={
+                    "error_message": f"{type(exc).__name__}: {exc}", "retry_in_seconds": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _write(self, rows, sources, next_offsets) -> None:
         try:
             with BATCH_SECONDS.time():
                 await store.apply_batch(self.pool, self.group, rows, next_offsets)
-        except asyncpg.DataError:
+        except Exception as exc:
+            if record_fault(exc) is None:
+                raise
             await self._apply_one_by_one(rows, sources, next_offsets)
-        for tp, messages in batches.items():
-            RECORDS.labels(tp.topic).inc(len(messages))
 
     async def _apply_one_by_one(self, rows, sources, next_offsets) -> None:
         """A value PostgreSQL refuses spoils the whole batch: find it, set it aside, apply the rest."""
         for row, (tp, message) in zip(rows, sources):
             try:
                 await store.apply_batch(self.pool, self.group, [row], {(tp.topic, tp.partition): message.offset + 1})
-            except asyncpg.DataError as exc:
-                await self._dead_letter(tp, message, exc)
+            except Exception as exc:
+                state = record_fault(exc)
+                if state is None:
+                    raise  # not the record's doing: the caller retries the whole batch
+                UNSTORABLE.labels(tp.topic, state).inc()
+                await self._put_aside(tp, message, f"PostgreSQL refused it ({state}): {exc}",
+                                      suspicious=state[:2] in SUSPICIOUS)
         await store.apply_batch(self.pool, self.group, [], next_offsets)
 
-    async def _dead_letter(self, tp: TopicPartition, message, exc: Exception) -> None:
-        """An untrusted or unreadable record is set aside, never applied, and never stalls the partition."""
+    async def _put_aside(self, tp: TopicPartition, message, reason: str, *, suspicious: bool) -> None:
+        """An untrusted, unreadable or unstorable record is never applied and never stalls the partition."""
         UNREADABLE.labels(tp.topic).inc()
         log.warning("dead-lettering a record", extra={
-            "topic": tp.topic, "partition": tp.partition, "offset": message.offset, "error": str(exc)})
-        letter = dead_letter(message.key, message.value, message.headers, reason=str(exc), topic=tp.topic,
-                             partition=tp.partition, offset=message.offset, service="projector")
-        await self.dead_letters.send_and_wait(topics.DEAD_LETTER, letter.value, key=letter.key,
-                                              headers=letter.headers)
+            "topic": tp.topic, "partition": tp.partition, "offset": message.offset, "error": reason[:500]})
+        if self.set_aside:
+            await self.set_aside.put(tp, message, reason, suspicious=suspicious)
 
     async def _report_lag(self) -> None:
         for tp in self.consumer.assignment():

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 
 from services.redeemer.runtime import Redeemer
 from shared import logs
@@ -15,9 +13,8 @@ from shared.settings import get_settings
 
 async def main() -> None:
     settings = get_settings()
-    instance = os.environ.get("POINTS_REDEEMER_INSTANCE", socket.gethostname())
     redeemer = Redeemer(settings.kafka_bootstrap_servers, signer=settings.signer(), keyring=settings.keyring(),
-                        keys=settings.coupon_keys(), instance=instance)
+                        keys=settings.coupon_keys(), instance=settings.instance)
     await redeemer.start()
     ops = await start_ops_server(settings.ops_host, settings.redeemer_port, ready=lambda: redeemer.running)
     try:

@@ -1,19 +1,22 @@
 """Poison records are set aside with their reason, never stall a partition, and can be replayed."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import secrets
 import subprocess
 import sys
 import uuid
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from shared import topics
 from shared.envelope import to_record
 from shared.events import EventDecided, utcnow
-from tests.helpers import eventually, new_user
+from tests.helpers import decided_event, eventually, habit_event, new_user
 
 pytestmark = pytest.mark.integration
 
@@ -25,12 +28,12 @@ def decision(user: str, reasons=("ok",)) -> EventDecided:
                         reasons=reasons, rule_set="t", validated_by="ops", decided_at=now)
 
 
-async def produce(settings, records) -> None:
+async def produce(settings, records, partition: int | None = None) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
     await producer.start()
     try:
         for topic, key, value, headers in records:
-            await producer.send_and_wait(topic, value, key=key, headers=headers)
+            await producer.send_and_wait(topic, value, key=key, headers=headers, partition=partition)
     finally:
         await producer.stop()
 
@@ -60,6 +63,88 @@ async def test_a_record_postgresql_cannot_store_is_set_aside_and_the_partition_m
     letter = (await eventually(listed, timeout=30))[0]
     assert letter["source_topic"] == topics.LEDGER
     assert "0x00" in letter["reason"]
+
+
+async def test_a_subject_too_long_to_store_is_refused_at_the_gateway(gateway, token):
+    headers = token("u" * 3000)
+
+    submitted = await gateway.post("/v1/events", json=habit_event(), headers=headers)
+    balance = await gateway.get("/v1/me/points", headers=headers)
+
+    for response in (submitted, balance):
+        assert response.status_code == 401
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert "255" in response.json()["detail"]
+
+
+async def test_an_unstorable_record_on_the_log_is_set_aside_as_an_attack_and_the_partition_moves_on(
+        settings, db, gateway, token):
+    """Signed with our key, so it passes the signature check, and still too large for PostgreSQL's index."""
+    huge = secrets.token_urlsafe(2250)  # random, so PostgreSQL cannot compress it under the index limit
+    poison = decision(huge)
+    healthy_user = new_user()
+    healthy = decision(healthy_user)
+    signer = settings.signer()
+    records = [signer.sign(to_record(event, key=user, source="/x")) for event, user in ((poison, huge),
+                                                                                     (healthy, healthy_user))]
+    # Both on one partition, the poison first: the healthy record must not wait behind it.
+    await produce(settings, [(topics.LEDGER, r.key, r.value, r.headers) for r in records], partition=0)
+
+    async def applied():
+        return await db.fetchval("SELECT count(*) FROM points_events WHERE id = $1", healthy.event_id)
+
+    assert await eventually(applied, timeout=30) == 1
+    assert await db.fetchval("SELECT count(*) FROM points_events WHERE id = $1", poison.event_id) == 0
+
+    async def listed():
+        out = points("deadletters", "list", "--json", "--service", "projector")
+        return [json.loads(line) for line in out.stdout.splitlines() if json.loads(line)["key"] == huge]
+
+    letter = (await eventually(listed, timeout=30))[0]
+    assert letter["source_topic"] == topics.LEDGER and "54000" in letter["reason"]
+
+    admin = token("security@example.com", "admin")
+
+    async def raised():
+        found = (await gateway.get("/v1/admin/fraud-insights", params={"severity": "high"}, headers=admin)).json()
+        return [i for i in found if i["insight_type"] == "unstorable_record"
+                and i["evidence"]["source"] == f"{topics.LEDGER}/0/{letter['source_offset']}"]
+
+    insight = (await eventually(raised, timeout=30))[0]
+    assert insight["user_id"].startswith("unstorable:") and insight["evidence"]["key_length"] == len(huge)
+
+    # And the ordinary traffic behind it flows as before.
+    headers = token(new_user())
+    accepted = await gateway.post("/v1/events", json=habit_event(), headers=headers)
+    assert (await decided_event(gateway, headers, accepted.json()["event_id"]))["validation_status"] == "validated"
+
+
+async def test_a_database_outage_is_waited_out_without_skipping_a_record(stack, settings, db):
+    if stack.postgres is None:
+        pytest.skip("PostgreSQL is not run by this stack (a container): it cannot be stopped here")
+    projector = stack.service("projector").process(settings)
+    before = projector.pid()
+    user = new_user()
+    during = decision(user)
+    record = settings.signer().sign(to_record(during, key=user, source="/x"))
+    await asyncio.to_thread(stack.postgres.stop)
+    try:
+        await produce(settings, [(topics.LEDGER, record.key, record.value, record.headers)])
+        await asyncio.sleep(3)  # the projector reads it and fails to write it, more than once
+    finally:
+        await asyncio.to_thread(stack.postgres.start, lambda _: None)
+        await asyncio.to_thread(stack.postgres.wait_ready)
+
+    async def applied():
+        try:
+            return await db.fetchval("SELECT count(*) FROM points_events WHERE id = $1", during.event_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return None  # the test's own pool reconnects too
+
+    assert await eventually(applied, timeout=60) == 1
+    assert projector.pid() == before  # waited it out, did not die and restart
+    assert await db.fetchval("SELECT available_points FROM user_points_cache WHERE user_id = $1", user) == 5
+    await asyncio.to_thread(stack.heal, lambda _: None)
 
 
 async def test_a_dead_letter_replayed_after_the_fix_is_applied(stack, settings, db):
