@@ -213,13 +213,14 @@ def simulate(
     from rich.progress import Progress
     from rich.table import Table
 
+    from services.validator.signals import rule_set
     from services.validator.simulation import markdown, population, rule_sets, run
 
     settings = get_settings()
     events = population(seed, honest, days, scale)
     results = []
     with Progress(console=console) as progress:
-        for rules in rule_sets(settings.rule_set()):
+        for rules in rule_sets(rule_set(settings)):
             task = progress.add_task(f"rule set {rules.version}", total=len(events))
             results.append(run(events, rules, progress=lambda done, total, t=task: progress.update(t, completed=done)))
             progress.update(task, completed=len(events))

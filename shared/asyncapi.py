@@ -16,8 +16,10 @@ TOPIC_MESSAGES = {
                       "dev.points.command.revoke_coupon.v1"],
     topics.COUPONS: ["dev.points.coupon.issued.v1", "dev.points.coupon.used.v1", "dev.points.coupon.revoked.v1"],
     topics.REPLIES: ["dev.points.command.answered.v1"],
-    # The redeemer's compacted state: internal, its format may change between releases.
+    # The redeemer's and the validator's compacted state: internal, its format may change between releases.
     topics.REDEEMER_STATE: [],
+    topics.VALIDATOR_STATE: [],
+    topics.VALIDATOR_SIGHTINGS: [],
     # Dead letters are the original bytes and headers plus points-dlq-* headers, of any type above.
     topics.DEAD_LETTER: [],
 }

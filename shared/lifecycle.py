@@ -27,3 +27,15 @@ async def run_until_stopped(worker) -> None:
         await worker.stop()
     # Only reached when the batch in hand finished and the worker stopped without an error.
     log.info("points.stopped", extra={"worker": type(worker).__name__, "drained": True})
+
+
+async def serve(worker, host: str, port: int) -> None:
+    """Start a worker, answer /healthz, /readyz (its `ready()`) and /metrics, and run it until stopped."""
+    from shared.ops_http import start_ops_server
+
+    await worker.start()
+    ops = await start_ops_server(host, port, ready=worker.ready)
+    try:
+        await run_until_stopped(worker)
+    finally:
+        await ops.cleanup()

@@ -10,7 +10,6 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
-    from services.validator.signals import RuleSet
     from shared.coupon_codes import CouponKeys
     from shared.signing import Keyring, Signer
 
@@ -145,15 +144,6 @@ class Settings(BaseSettings):
 
         seed = base64.b64decode(self.signing_key.get_secret_value()) if self.signing_key else DEV_SIGNING_SEED
         return Signer.from_seed(self.signing_key_id, seed)
-
-    def rule_set(self) -> "RuleSet":
-        import json
-
-        from services.validator.signals import RuleSet
-
-        overrides = json.loads(self.trust_rules) if self.trust_rules else {}
-        return RuleSet(**{"validated_min": self.validated_min_score, "review_min": self.review_min_score,
-                          "min_spacing_seconds": self.min_event_spacing_seconds, **overrides})
 
     def coupon_keys(self) -> "CouponKeys":
         import json

@@ -155,11 +155,22 @@ async def _wait_until_visible(admin: AIOKafkaAdminClient, names: list[str], time
         await asyncio.sleep(0.2)
 
 
+async def partitions_of(bootstrap: str, topic: str) -> list[int]:
+    """The partition ids the broker has for a topic (empty when it does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+        return [] if described["error_code"] else sorted(p["partition"] for p in described["partitions"])
+    finally:
+        await admin.close()
+
+
 async def wait_for_topics(bootstrap: str, names: list[str], *, every: float = 2.0) -> None:
     """Block until every topic exists with a leader for each partition, saying which are missing.
 
-    A consumer subscribed to a topic that does not exist yet may never be given its partitions
-    (faust ignores a missing topic for good), so services wait here rather than start without it.
+    A consumer subscribed to a topic that does not exist yet is given none of its partitions until a
+    metadata refresh minutes later, so services wait here rather than start without it.
     """
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)

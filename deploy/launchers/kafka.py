@@ -78,11 +78,13 @@ class KafkaLauncher:
         classpath = f"{jars}/*"
         if not (self.home / "data" / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            subprocess.run(
-                ["java", "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
+            formatted = subprocess.run(
+                ["java", "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone", "--ignore-formatted",
                  "-t", cluster_id, "-c", str(config)],
-                check=True, stdout=subprocess.DEVNULL,
-            )
+                capture_output=True, text=True)
+            if formatted.returncode != 0:
+                raise RuntimeError(f"formatting Kafka's storage in {self.home / 'data'} failed: "
+                                   f"{(formatted.stderr or formatted.stdout).strip()[-2000:]}")
         echo("starting Kafka")
         self.process.start(
             ["java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC",

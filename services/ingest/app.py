@@ -48,9 +48,10 @@ STUCK_REPUBLISHED = Counter("ingest_stuck_events_republished_total",
 async def revalidate_stuck_events(pool: asyncpg.Pool, publisher: KafkaPublisher, after: float) -> None:
     """The guide's "events stuck in pending" fix, automated: publish such events again.
 
-    The validator decides an event once (it skips an event id it has decided), so offering one
-    again is harmless; it repairs a submission a consumer lost, as faust-streaming was seen to do
-    across a rebalance (see docs/chaos-report.md).
+    A safety net: the validator commits its decisions with its input offsets in one transaction, so
+    nothing it read stays undecided. An event pending this long was lost upstream of it (a submission
+    dead-lettered and not replayed, a topic restored from an older backup); offering it again is
+    harmless, since the validator decides an event id once.
     """
     while True:
         await asyncio.sleep(after / 2)

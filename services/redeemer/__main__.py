@@ -4,23 +4,20 @@ from __future__ import annotations
 import asyncio
 
 from services.redeemer.runtime import Redeemer
-from shared import logs
-from shared.lifecycle import run_until_stopped
-from shared.ops_http import start_ops_server
+from shared import logs, topics
+from shared.lifecycle import serve
 from shared.settings import get_settings
+from shared.topic_admin import wait_for_topics
 
 
 
 async def main() -> None:
     settings = get_settings()
+    await wait_for_topics(settings.kafka_bootstrap_servers, [topics.LEDGER, topics.COMMANDS, topics.COUPONS,
+                                                             topics.REPLIES, topics.REDEEMER_STATE, topics.DEAD_LETTER])
     redeemer = Redeemer(settings.kafka_bootstrap_servers, signer=settings.signer(), keyring=settings.keyring(),
                         keys=settings.coupon_keys(), instance=settings.instance)
-    await redeemer.start()
-    ops = await start_ops_server(settings.ops_host, settings.redeemer_port, ready=lambda: redeemer.running)
-    try:
-        await run_until_stopped(redeemer)
-    finally:
-        await ops.cleanup()
+    await serve(redeemer, settings.ops_host, settings.redeemer_port)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,26 @@
 """Bootstrap of the validator process: `python -m services.validator`."""
 from __future__ import annotations
 
-import faust
+import asyncio
 
-from services.validator.app import create_app
-from shared import logs
+from services.validator.runtime import Validator
+from services.validator.signals import rule_set
+from shared import logs, topics
+from shared.lifecycle import serve
+from shared.settings import get_settings
+from shared.topic_admin import wait_for_topics
 
 
-def main() -> None:
-    app = create_app()
-    logs.configure()
-    faust.Worker(app, loglevel="INFO", quiet=True).execute_from_commandline()
+async def main() -> None:
+    settings = get_settings()
+    await wait_for_topics(settings.kafka_bootstrap_servers, [
+        topics.SUBMITTED, topics.REVIEWS, topics.LEDGER, topics.FRAUD, topics.DEAD_LETTER, topics.VALIDATOR_STATE,
+        topics.VALIDATOR_SIGHTINGS])
+    validator = Validator(settings.kafka_bootstrap_servers, signer=settings.signer(), keyring=settings.keyring(),
+                          rules=rule_set(settings), instance=settings.instance)
+    await serve(validator, settings.ops_host, settings.validator_port)
 
 
 if __name__ == "__main__":
-    main()
+    logs.configure()
+    asyncio.run(main())

@@ -2,8 +2,10 @@
 cross-account context. Each returns the findings that moved the score, with the evidence."""
 from __future__ import annotations
 
+import hashlib
+import json
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 
 from services.validator.state import Context, UserState
@@ -45,6 +47,20 @@ class RuleSet:
     metronome_intervals: int = 6
     metronome_max_variation: float = 0.1
     metronome_penalty: int = -50
+
+
+def rule_set(settings) -> RuleSet:
+    """The configured rules. Values that differ from the release's defaults get a version of their
+    own, so every decision names the exact rules that made it."""
+    overrides = json.loads(settings.trust_rules) if settings.trust_rules else {}
+    configured = RuleSet(**{"validated_min": settings.validated_min_score, "review_min": settings.review_min_score,
+                            "min_spacing_seconds": settings.min_event_spacing_seconds, **overrides})
+    default = RuleSet(version=configured.version)
+    if configured == default:
+        return configured
+    changed = {k: v for k, v in asdict(configured).items() if v != getattr(default, k)}
+    digest = hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
+    return replace(configured, version=f"{configured.version}+{digest}")
 
 
 @dataclass(frozen=True)

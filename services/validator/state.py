@@ -1,10 +1,11 @@
-"""What the validator remembers between events. Pure; stored as plain dicts in faust tables."""
+"""What the validator remembers between events. Pure; stored as plain dicts in its compacted topics."""
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Literal
 
 from shared.events import EventSubmitted
 
@@ -117,3 +118,52 @@ class AccountBook:
         if user_id not in self.accounts:
             self.accounts = [*self.accounts, user_id][-keep:]
         return len(self.accounts)
+
+
+# How many accounts are remembered per device and per IP (a carrier's NAT has many honest ones).
+KEEP_PER_DEVICE = 100
+KEEP_PER_IP = 1000
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """One account seen on one device (or behind one IP): a fact every validator instance learns."""
+
+    kind: Literal["device", "ip"]
+    id: str
+    user_id: str
+
+    def key(self) -> bytes:
+        """One key per pair, so the compacted topic keeps each pair once however often it is seen."""
+        return hashlib.sha256(json.dumps([self.kind, self.id, self.user_id]).encode()).digest()
+
+    def value(self) -> bytes:
+        return json.dumps({"kind": self.kind, "id": self.id, "user_id": self.user_id}).encode()
+
+    @classmethod
+    def from_value(cls, raw: bytes) -> "Sighting":
+        return cls(**json.loads(raw))
+
+
+@dataclass
+class Sightings:
+    """Accounts per device and per IP, across every user: the same view in every validator instance."""
+
+    devices: dict[str, AccountBook] = field(default_factory=dict)
+    addresses: dict[str, AccountBook] = field(default_factory=dict)
+
+    def learn(self, sighting: Sighting) -> int:
+        books, keep = (self.devices, KEEP_PER_DEVICE) if sighting.kind == "device" else (self.addresses, KEEP_PER_IP)
+        return books.setdefault(sighting.id, AccountBook()).add(sighting.user_id, keep=keep)
+
+    def see(self, event: EventSubmitted) -> tuple[Context, list[Sighting]]:
+        """The cross-account context of this event, and the pairs it shows for the first time."""
+        new: list[Sighting] = []
+        counts = {"device": 0, "ip": 0}
+        for kind, key, books in (("device", event.device_id, self.devices), ("ip", event.client_ip_hash, self.addresses)):
+            if not key:
+                continue
+            if event.user_id not in books.get(key, AccountBook()).accounts:
+                new.append(Sighting(kind, key, event.user_id))
+            counts[kind] = self.learn(Sighting(kind, key, event.user_id))
+        return Context(accounts_on_device=counts["device"], accounts_on_ip=counts["ip"]), new

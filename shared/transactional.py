@@ -1,0 +1,197 @@
+"""Read-process-write in Kafka transactions, with per-user state in a compacted topic.
+
+The validator and the redeemer share this loop. Each batch is one transaction: whatever records
+handling it produced, the users' changed state and the consumed offsets commit together or not at
+all. A crash, kill -9 included, aborts the open transaction; on an assignment (a start, a restart,
+a rebalance) or after an aborted transaction, the state of the owned partitions is read back from
+the compacted topic and consumption resumes from the last committed offsets. So an input is
+handled exactly once as far as anything downstream (read_committed) can tell.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar, Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from prometheus_client import Counter, Histogram
+
+from shared import topics
+from shared.changelog import read_to_end
+from shared.deadletter import dead_letter
+from shared.envelope import to_record
+from shared.events import Event, utcnow
+from shared.signing import Signer
+
+log = logging.getLogger("points.transactional")
+State = TypeVar("State")
+
+TRANSACTIONS = Histogram("points_transaction_seconds", "Time to handle and commit one batch", ["group"])
+ABORTED = Counter("points_transactions_aborted_total", "Batches rolled back and read again after a failure",
+                  ["group"])
+DEFERRED = Counter("points_batches_deferred_total", "Partitions' records held back until a topic they wait for "
+                   "was read to its end", ["group", "topic"])
+
+
+class _Restore(ConsumerRebalanceListener):
+    def __init__(self, worker: "TransactionalWorker"):
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        self.worker.forget({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        await self.worker.restore({tp.partition for tp in assigned})
+
+
+class TransactionalWorker(Generic[State]):
+    group: ClassVar[str]
+    source: ClassVar[str]
+    # Every input topic has the same partition count and is keyed by user, so partition p of each
+    # holds the same users; the range assignor gives all of them to one instance.
+    inputs: ClassVar[tuple[str, ...]]
+    state_topic: ClassVar[str]
+    # topic -> the topic it waits for: records of the first are handled only once the same partition
+    # of the second has been read to its end (asked of the broker at that moment), and the second is
+    # handled first within a batch.
+    waits_for: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, bootstrap: str, *, signer: Signer, instance: str):
+        self.bootstrap, self.signer = bootstrap, signer
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=self.group, enable_auto_commit=False,
+            isolation_level="read_committed", auto_offset_reset="earliest", max_poll_records=500,
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            # A crashed instance's partitions move on after 10 s.
+            session_timeout_ms=10000, heartbeat_interval_ms=3000)
+        # One transactional id per instance: a restarted instance fences its previous incarnation.
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, transactional_id=f"{self.group}-{instance}", enable_idempotence=True,
+            acks="all", linger_ms=5)
+        # partition -> user -> state, for the partitions this instance owns
+        self.states: dict[int, dict[str, State]] = defaultdict(dict)
+        self.restored = False
+        self.running = False
+
+    # A user's state: built with no arguments, stored as JSON through from_dict / to_dict.
+    state_class: ClassVar[type]
+
+    # -- what a service says ------------------------------------------------------------------
+    async def handle(self, tp: TopicPartition, message, now: datetime) -> tuple[str | None, Any]:
+        """Handle one input inside the open transaction: the user whose state changed (or None), and
+        anything `committed` should see once the transaction is through."""
+        raise NotImplementedError
+
+    def committed(self, results: list[Any]) -> None:
+        """After the transaction committed: count and log, so an aborted batch is never counted twice."""
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.producer.start()
+        await self.consumer.start()
+        self.consumer.subscribe(list(self.inputs), listener=_Restore(self))
+        self.running = True
+
+    async def stop(self) -> None:
+        self.running = False
+        await self.consumer.stop()
+        await self.producer.stop()
+
+    def ready(self) -> bool:
+        """Working: in the group, with the owned partitions' state restored."""
+        return self.running and self.restored and bool(self.consumer.assignment())
+
+    # -- state --------------------------------------------------------------------------------
+    def state(self, partition: int, user_id: str) -> State:
+        owned = self.states[partition]
+        if user_id not in owned:
+            owned[user_id] = self.state_class()
+        return owned[user_id]
+
+    def forget(self, partitions: set[int]) -> None:
+        self.restored = False
+        for partition in partitions:
+            self.states.pop(partition, None)
+
+    async def restore(self, partitions: set[int]) -> None:
+        stored = await read_to_end(self.bootstrap, self.state_topic, partitions)
+        for partition, values in stored.items():
+            self.states[partition] = {key.decode(): self.state_class.from_dict(json.loads(value))
+                                      for key, value in values.items()}
+        self.restored = True
+        log.info("state restored", extra={"group": self.group, "partitions": sorted(partitions),
+                                           "users": sum(len(self.states[p]) for p in partitions)})
+
+    async def _recover(self) -> None:
+        """After an aborted transaction: back to the last committed state and offsets."""
+        assigned = self.consumer.assignment()
+        await self.restore({tp.partition for tp in assigned})
+        for tp in assigned:
+            committed = await self.consumer.committed(tp)
+            if committed is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
+
+    # -- the loop -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        while self.running:
+            batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
+            if not batches:
+                continue
+            try:
+                with TRANSACTIONS.labels(self.group).time():
+                    results = await self.process(batches)
+            except Exception:
+                ABORTED.labels(self.group).inc()
+                log.exception("transaction failed; restoring the last committed state")
+                await self._recover()
+                continue
+            self.committed(results)
+
+    async def _waiting(self, batches: dict[TopicPartition, list]) -> set[TopicPartition]:
+        """Input partitions whose records must wait: what they wait for has committed records not yet read."""
+        awaited = {tp: TopicPartition(self.waits_for[tp.topic], tp.partition)
+                   for tp in batches if tp.topic in self.waits_for}
+        if not awaited:
+            return set()
+        ends = await self.consumer.end_offsets(list(set(awaited.values())))
+        return {tp for tp, other in awaited.items() if await self.consumer.position(other) < ends[other]}
+
+    async def process(self, batches: dict[TopicPartition, list]) -> list[Any]:
+        waiting = await self._waiting(batches)
+        ordered = sorted(batches.items(), key=lambda item: item[0].topic in self.waits_for)
+        offsets, touched, results = {}, set(), []
+        now = utcnow()
+        async with self.producer.transaction():
+            for tp, messages in ordered:
+                if tp in waiting:
+                    DEFERRED.labels(self.group, tp.topic).inc()
+                    self.consumer.seek(tp, messages[0].offset)
+                    continue
+                for message in messages:
+                    user, result = await self.handle(tp, message, now)
+                    if user is not None:
+                        touched.add((tp.partition, user))
+                    results.append(result)
+                offsets[tp] = messages[-1].offset + 1
+            for partition, user in touched:
+                value = json.dumps(self.state(partition, user).to_dict(), separators=(",", ":")).encode()
+                await self.producer.send(self.state_topic, value, key=user.encode(), partition=partition)
+            if offsets:
+                await self.producer.send_offsets_to_transaction(offsets, self.group)
+        return results
+
+    # -- writing, inside the open transaction -------------------------------------------------
+    async def publish(self, topic: str, event: Event, key: str, partition: int | None = None) -> None:
+        record = self.signer.sign(to_record(event, key=key, source=self.source))
+        await self.producer.send(topic, record.value, key=record.key, headers=record.headers, partition=partition)
+
+    async def dead_letter(self, tp: TopicPartition, message, reason: str) -> None:
+        letter = dead_letter(message.key, message.value, message.headers, reason=reason, topic=tp.topic,
+                             partition=tp.partition, offset=message.offset, service=self.source.rsplit("/", 1)[-1])
+        await self.producer.send(topics.DEAD_LETTER, letter.value, key=letter.key, headers=letter.headers)
