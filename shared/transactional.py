@@ -9,6 +9,8 @@ handled exactly once as far as anything downstream (read_committed) can tell.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections import defaultdict
@@ -18,6 +20,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import ProducerFenced, TransactionalIdAuthorizationFailed
 from prometheus_client import Counter, Histogram
 
 from shared import topics
@@ -38,14 +41,23 @@ DEFERRED = Counter("points_batches_deferred_total", "Partitions' records held ba
 
 
 class _Restore(ConsumerRebalanceListener):
+    """aiokafka runs these in its coordinator task, beside the loop: they take the batch lock, so a
+    batch never runs on state that is being forgotten or not yet read back."""
+
     def __init__(self, worker: "TransactionalWorker"):
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked) -> None:
-        self.worker.forget({tp.partition for tp in revoked})
+        async with self.worker.batch_lock:  # the batch in hand commits (or aborts) first
+            self.worker.forget({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned) -> None:
-        await self.worker.restore({tp.partition for tp in assigned})
+        async with self.worker.batch_lock:
+            try:
+                await self.worker.restore({tp.partition for tp in assigned})
+            except Exception:
+                # Not owned until restored: the loop leaves these partitions alone and retries.
+                log.exception("restoring state failed; will retry", extra={"group": self.worker.group})
 
 
 class TransactionalWorker(Generic[State]):
@@ -74,7 +86,10 @@ class TransactionalWorker(Generic[State]):
             acks="all", linger_ms=5)
         # partition -> user -> state, for the partitions this instance owns
         self.states: dict[int, dict[str, State]] = defaultdict(dict)
-        self.restored = False
+        # Partitions whose state was read back since they were assigned: the only ones handled.
+        self.owned: set[int] = set()
+        self.batch_lock = asyncio.Lock()
+        self._sends: list[asyncio.Future] = []
         self.running = False
 
     # A user's state: built with no arguments, stored as JSON through from_dict / to_dict.
@@ -89,6 +104,12 @@ class TransactionalWorker(Generic[State]):
     def committed(self, results: list[Any]) -> None:
         """After the transaction committed: count and log, so an aborted batch is never counted twice."""
 
+    def rolled_back(self) -> None:
+        """After the transaction was aborted, before the batch is read again."""
+
+    def check(self) -> None:
+        """Raise when the worker can no longer work correctly, so the process stops and is restarted."""
+
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         await self.producer.start()
@@ -102,19 +123,22 @@ class TransactionalWorker(Generic[State]):
         await self.producer.stop()
 
     def ready(self) -> bool:
-        """Working: in the group, with the owned partitions' state restored."""
-        return self.running and self.restored and bool(self.consumer.assignment())
+        """Working: in the group, with the state of every assigned partition restored."""
+        assigned = {tp.partition for tp in self.consumer.assignment()}
+        return self.running and bool(assigned) and assigned <= self.owned
 
     # -- state --------------------------------------------------------------------------------
     def state(self, partition: int, user_id: str) -> State:
+        if partition not in self.owned:
+            raise RuntimeError(f"partition {partition} is not owned (state not restored)")
         owned = self.states[partition]
         if user_id not in owned:
             owned[user_id] = self.state_class()
         return owned[user_id]
 
     def forget(self, partitions: set[int]) -> None:
-        self.restored = False
         for partition in partitions:
+            self.owned.discard(partition)
             self.states.pop(partition, None)
 
     async def restore(self, partitions: set[int]) -> None:
@@ -122,7 +146,7 @@ class TransactionalWorker(Generic[State]):
         for partition, values in stored.items():
             self.states[partition] = {key.decode(): self.state_class.from_dict(json.loads(value))
                                       for key, value in values.items()}
-        self.restored = True
+            self.owned.add(partition)
         log.info("state restored", extra={"group": self.group, "partitions": sorted(partitions),
                                            "users": sum(len(self.states[p]) for p in partitions)})
 
@@ -140,18 +164,40 @@ class TransactionalWorker(Generic[State]):
     # -- the loop -----------------------------------------------------------------------------
     async def run(self) -> None:
         while self.running:
+            self.check()
+            unrestored = {tp.partition for tp in self.consumer.assignment()} - self.owned
+            if unrestored:
+                await self._retry_restore(unrestored)
             batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
             if not batches:
                 continue
             try:
-                with TRANSACTIONS.labels(self.group).time():
-                    results = await self.process(batches)
+                async with self.batch_lock:
+                    with TRANSACTIONS.labels(self.group).time():
+                        results = await self.process(batches)
+            except (ProducerFenced, TransactionalIdAuthorizationFailed):
+                # Another process took over this instance's transactional id: this one must stop.
+                log.error("fenced by another instance with the same transactional id; stopping",
+                          extra={"group": self.group})
+                raise
             except Exception:
                 ABORTED.labels(self.group).inc()
                 log.exception("transaction failed; restoring the last committed state")
-                await self._recover()
+                with contextlib.suppress(Exception):  # usually aborted already by the context manager
+                    await self.producer.abort_transaction()
+                self.rolled_back()
+                async with self.batch_lock:
+                    await self._recover()
                 continue
             self.committed(results)
+
+    async def _retry_restore(self, partitions: set[int]) -> None:
+        async with self.batch_lock:
+            try:
+                await self._recover()
+            except Exception:
+                log.exception("restoring state failed; will retry", extra={"partitions": sorted(partitions)})
+                await asyncio.sleep(1)
 
     async def _waiting(self, batches: dict[TopicPartition, list]) -> set[TopicPartition]:
         """Input partitions whose records must wait: what they wait for has committed records not yet read."""
@@ -167,8 +213,11 @@ class TransactionalWorker(Generic[State]):
         ordered = sorted(batches.items(), key=lambda item: item[0].topic in self.waits_for)
         offsets, touched, results = {}, set(), []
         now = utcnow()
+        self._sends = []
         async with self.producer.transaction():
             for tp, messages in ordered:
+                if tp.partition not in self.owned or tp not in self.consumer.assignment():
+                    continue  # revoked meanwhile, or not restored yet: read again once it is
                 if tp in waiting:
                     DEFERRED.labels(self.group, tp.topic).inc()
                     self.consumer.seek(tp, messages[0].offset)
@@ -181,17 +230,23 @@ class TransactionalWorker(Generic[State]):
                 offsets[tp] = messages[-1].offset + 1
             for partition, user in touched:
                 value = json.dumps(self.state(partition, user).to_dict(), separators=(",", ":")).encode()
-                await self.producer.send(self.state_topic, value, key=user.encode(), partition=partition)
+                await self.send(self.state_topic, value, key=user.encode(), partition=partition)
+            # A record the broker refused (too large, say) fails its future only: the commit would
+            # still go through, offsets without that output. So every send is awaited first.
+            await asyncio.gather(*self._sends)
             if offsets:
                 await self.producer.send_offsets_to_transaction(offsets, self.group)
         return results
 
     # -- writing, inside the open transaction -------------------------------------------------
+    async def send(self, topic: str, value: bytes, *, key: bytes, headers=None, partition: int | None = None) -> None:
+        self._sends.append(await self.producer.send(topic, value, key=key, headers=headers, partition=partition))
+
     async def publish(self, topic: str, event: Event, key: str, partition: int | None = None) -> None:
         record = self.signer.sign(to_record(event, key=key, source=self.source))
-        await self.producer.send(topic, record.value, key=record.key, headers=record.headers, partition=partition)
+        await self.send(topic, record.value, key=record.key, headers=record.headers, partition=partition)
 
     async def dead_letter(self, tp: TopicPartition, message, reason: str) -> None:
         letter = dead_letter(message.key, message.value, message.headers, reason=reason, topic=tp.topic,
                              partition=tp.partition, offset=message.offset, service=self.source.rsplit("/", 1)[-1])
-        await self.producer.send(topics.DEAD_LETTER, letter.value, key=letter.key, headers=letter.headers)
+        await self.send(topics.DEAD_LETTER, letter.value, key=letter.key, headers=letter.headers)

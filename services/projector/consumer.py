@@ -39,6 +39,8 @@ SUSPICIOUS = frozenset({"22", "54"})
 def record_fault(exc: BaseException) -> str | None:
     """The SQLSTATE when PostgreSQL refused the values themselves; None for anything else
     (connection lost, server shutting down, a privilege missing), which retrying may cure."""
+    if isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError):
+        return "22000"  # refused by asyncpg itself before sending (an integer out of the column's range)
     state = getattr(exc, "sqlstate", None) if isinstance(exc, asyncpg.PostgresError) else None
     return state if state and state[:2] in RECORD_FAULTS else None
 
@@ -120,26 +122,30 @@ class Projector:
                     rows.append(row)
                     sources.append((tp, message))
             next_offsets[(tp.topic, tp.partition)] = messages[-1].offset + 1
-        await self._until_written(rows, sources, next_offsets)
+        if not await self._until_written(rows, sources, next_offsets):
+            return
         for tp, messages in batches.items():
             RECORDS.labels(tp.topic).inc(len(messages))
 
-    async def _until_written(self, rows, sources, next_offsets) -> None:
+    async def _until_written(self, rows, sources, next_offsets) -> bool:
         """Write the batch; a failure that is not a record's own is retried, skipping nothing.
+        False when told to stop first: nothing of the batch is committed, so it is read again.
 
         Every step is idempotent in log order, so writing a batch again after a half-done attempt
         ends in the same rows.
         """
         delay = 0.2
-        while True:
+        while self.running:
             try:
-                return await self._write(rows, sources, next_offsets)
+                await self._write(rows, sources, next_offsets)
+                return True
             except Exception as exc:
                 BATCH_RETRIES.inc()
                 log.warning("writing a batch failed; trying it again", extra={
                     "error_message": f"{type(exc).__name__}: {exc}", "retry_in_seconds": delay})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        return False
 
     async def _write(self, rows, sources, next_offsets) -> None:
         try:

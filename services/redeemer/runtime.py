@@ -18,7 +18,7 @@ from shared import topics
 from shared.commands import Command
 from shared.coupon_codes import CouponKeys
 from shared.envelope import UnreadableRecord, from_record
-from shared.events import CouponIssued, EventDecided
+from shared.events import CommandAnswered, EventDecided
 from shared.signing import BadSignature, Keyring, Signer
 from shared.transactional import TransactionalWorker
 
@@ -41,7 +41,7 @@ class Redeemer(TransactionalWorker[Account]):
         super().__init__(bootstrap, signer=signer, instance=instance)
         self.keyring, self.keys = keyring, keys
 
-    async def handle(self, tp: TopicPartition, message, now: datetime) -> tuple[str | None, None]:
+    async def handle(self, tp: TopicPartition, message, now: datetime) -> tuple[str | None, CommandAnswered | None]:
         try:
             self.keyring.verify(message.key, message.value, message.headers)
             record = from_record(message.key, message.value, message.headers)
@@ -60,9 +60,14 @@ class Redeemer(TransactionalWorker[Account]):
             await self.publish(topics.LEDGER if isinstance(event, EventDecided) else topics.COUPONS, event,
                                record.user_id, tp.partition)
         await self.publish(topics.REPLIES, answer, record.user_id, tp.partition)
-        ANSWERS.labels(answer.command, answer.outcome).inc()
-        if any(isinstance(e, CouponIssued) for e in events):
-            log.info("points.coupon.redeemed", extra={
-                "user_id": record.user_id, "template_id": answer.detail.get("template_id"),
-                "coupon_id": answer.detail.get("coupon_id"), "points_cost": answer.detail.get("points_cost")})
-        return record.user_id, None
+        return record.user_id, answer
+
+    def committed(self, results: list[CommandAnswered | None]) -> None:
+        for answer in results:
+            if answer is None:
+                continue
+            ANSWERS.labels(answer.command, answer.outcome).inc()
+            if answer.command == "RedeemCoupon" and answer.outcome == "redeemed":
+                log.info("points.coupon.redeemed", extra={
+                    "user_id": answer.user_id, "template_id": answer.detail.get("template_id"),
+                    "coupon_id": answer.detail.get("coupon_id"), "points_cost": answer.detail.get("points_cost")})

@@ -72,10 +72,17 @@ class Validator(TransactionalWorker[UserState]):
     def ready(self) -> bool:
         return super().ready() and self._following is not None and not self._following.done()
 
+    def check(self) -> None:
+        if self._following is not None and self._following.done():
+            raise RuntimeError("the sightings reader stopped; device and IP counts would go stale")
+
+    def rolled_back(self) -> None:
+        self.sightings.rolled_back()
+
     async def stop(self) -> None:
         if self._following:
             self._following.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # check() reported it already
                 await self._following
         await super().stop()
 
@@ -95,8 +102,11 @@ class Validator(TransactionalWorker[UserState]):
             while True:
                 for messages in (await reader.getmany(timeout_ms=500)).values():
                     for message in messages:
-                        if message.value is not None:
+                        try:
                             self.sightings.learn(Sighting.from_value(message.value))
+                        except (TypeError, ValueError):
+                            log.warning("skipping an unreadable sighting", extra={
+                                "partition": message.partition, "offset": message.offset})
                 if not self._sightings_read.is_set() and \
                         not [tp for tp in tps if await reader.position(tp) < ends[tp]]:
                     self._sightings_read.set()
@@ -132,6 +142,7 @@ class Validator(TransactionalWorker[UserState]):
         return Handled()
 
     def committed(self, results: list[Handled]) -> None:
+        self.sightings.committed()
         now = utcnow()
         for item in results:
             if item.duplicate:

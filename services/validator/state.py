@@ -147,23 +147,44 @@ class Sighting:
 
 @dataclass
 class Sightings:
-    """Accounts per device and per IP, across every user: the same view in every validator instance."""
+    """Accounts per device and per IP, across every user: the same view in every validator instance.
+
+    A pair counts as soon as it is seen; it is recorded once it is on the sightings topic (read back
+    from it, or written in a batch that committed). A pair seen in a batch that was rolled back is
+    not recorded, so the batch's retry writes it again.
+    """
 
     devices: dict[str, AccountBook] = field(default_factory=dict)
     addresses: dict[str, AccountBook] = field(default_factory=dict)
+    recorded: set[bytes] = field(default_factory=set)
+    pending: set[bytes] = field(default_factory=set)
 
-    def learn(self, sighting: Sighting) -> int:
+    def _count(self, sighting: Sighting) -> int:
         books, keep = (self.devices, KEEP_PER_DEVICE) if sighting.kind == "device" else (self.addresses, KEEP_PER_IP)
         return books.setdefault(sighting.id, AccountBook()).add(sighting.user_id, keep=keep)
 
+    def learn(self, sighting: Sighting) -> None:
+        """A pair read from the sightings topic (this instance's or another's)."""
+        self._count(sighting)
+        self.recorded.add(sighting.key())
+
     def see(self, event: EventSubmitted) -> tuple[Context, list[Sighting]]:
-        """The cross-account context of this event, and the pairs it shows for the first time."""
+        """The cross-account context of this event, and the pairs to write because of it."""
         new: list[Sighting] = []
         counts = {"device": 0, "ip": 0}
-        for kind, key, books in (("device", event.device_id, self.devices), ("ip", event.client_ip_hash, self.addresses)):
+        for kind, key in (("device", event.device_id), ("ip", event.client_ip_hash)):
             if not key:
                 continue
-            if event.user_id not in books.get(key, AccountBook()).accounts:
-                new.append(Sighting(kind, key, event.user_id))
-            counts[kind] = self.learn(Sighting(kind, key, event.user_id))
+            sighting = Sighting(kind, key, event.user_id)
+            if sighting.key() not in self.recorded and sighting.key() not in self.pending:
+                self.pending.add(sighting.key())
+                new.append(sighting)
+            counts[kind] = self._count(sighting)
         return Context(accounts_on_device=counts["device"], accounts_on_ip=counts["ip"]), new
+
+    def committed(self) -> None:
+        self.recorded |= self.pending
+        self.pending.clear()
+
+    def rolled_back(self) -> None:
+        self.pending.clear()

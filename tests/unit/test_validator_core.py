@@ -134,3 +134,18 @@ def test_a_record_our_keys_did_not_sign_raises_a_critical_insight():
     [out] = handled.publish
     assert out.topic == topics.FRAUD and out.event.severity == "critical"
     assert out.event.evidence["source"] == "points.events.submitted/0/7"
+
+
+def test_a_sighting_from_a_rolled_back_batch_is_written_again_by_the_retry():
+    sightings = Sightings()
+    event = submitted(device_id="dev-9")
+    first = on_submission(event, UserState(), sightings, RULES)
+    sightings.rolled_back()
+
+    retry = on_submission(event, UserState(), sightings, RULES)
+    sightings.committed()
+    later = on_submission(submitted(T0 + timedelta(hours=2), device_id="dev-9"), UserState(), sightings, RULES)
+
+    assert first.sightings == retry.sightings == [Sighting("device", "dev-9", "u1")]
+    assert later.sightings == []  # committed: on the topic, not written again
+    assert later.decision.reasons == ()  # still one account on the device, however often it was counted
