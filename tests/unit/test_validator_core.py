@@ -134,3 +134,12 @@ def test_a_record_our_keys_did_not_sign_raises_a_critical_insight():
     [out] = handled.publish
     assert out.topic == topics.FRAUD and out.event.severity == "critical"
     assert out.event.evidence["source"] == "points.events.submitted/0/7"
+
+
+def test_a_rejection_by_an_admin_is_recorded_with_a_spelled_out_reason():
+    state = UserState()
+    held = on_submission(submitted(attestation="invalid", attestation_reasons=("bad",)), state, Sightings(), RULES)
+
+    verdict = on_review(review(held.decision.event_id, "reject"), state, T0 + timedelta(hours=1))
+
+    assert verdict.decision.reasons[-1] == "review_rejected"
