@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from typing import Annotated
 
@@ -12,6 +13,10 @@ from rich.console import Console
 from deploy.stack import Stack
 from services.ingest.auth import mint_dev_token
 from shared.settings import get_settings
+
+# `points` runs the local dev stack: it (and every process `points up` starts) may use the public dev
+# secrets. Anything else defaults to production and refuses them; an explicit POINTS_ENV wins.
+os.environ.setdefault("POINTS_ENV", "dev")
 
 # While a broker boots, every refused connection would otherwise print a line.
 logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -283,6 +288,37 @@ def asyncapi() -> None:
     from shared.asyncapi import render
 
     sys.stdout.write(render())
+
+
+@app.command()
+def secrets(
+    output: Annotated[str, typer.Option(help="The env file to write (mode 0600).")] = ".env.points",
+    force: Annotated[bool, typer.Option(help="Replace an existing file (every secret changes: issued "
+                                            "tokens, codes and signatures stop verifying).")] = False,
+) -> None:
+    """Write fresh production secrets to an env file, for docker compose or any other deployment."""
+    import base64
+    import secrets as random
+    from datetime import date
+    from pathlib import Path
+
+    target = Path(output)
+    if target.exists() and not force:
+        console.print(f"[red]refused[/red]: {target} exists; pass --force to replace every secret in it")
+        raise typer.Exit(1)
+    values = {
+        "POINTS_ENV": "prod",
+        "POINTS_JWT_SECRET": random.token_urlsafe(48),
+        "COUPON_SECRET": random.token_urlsafe(48),
+        "COUPON_SECRET_ID": f"k-{date.today():%Y%m%d}",
+        "POINTS_COUPON_CODE_KEY": random.token_urlsafe(48),
+        "POINTS_SIGNING_KEY": base64.b64encode(random.token_bytes(32)).decode(),
+        "POINTS_SIGNING_KEY_ID": f"sig-{date.today():%Y%m%d}",
+    }
+    target.touch(mode=0o600, exist_ok=True)
+    target.chmod(0o600)
+    target.write_text("".join(f"{name}={value}\n" for name, value in values.items()))
+    console.print(f"wrote {len(values) - 1} secrets to {target} (mode 0600); keep it out of version control")
 
 
 @app.command("dev-token")

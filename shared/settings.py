@@ -19,18 +19,90 @@ DEV_COUPON_SECRET = "dev-only-points-coupon-secret-change-me-0123456789"
 DEV_COUPON_CODE_KEY = "dev-only-points-coupon-code-key-change-me-0123456789"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# HS256 and HMAC keys shorter than their hash's output can be searched offline.
+MIN_SECRET_LENGTH = 32
+
+
+def production_problems(settings: "Settings") -> list[str]:
+    """Why these settings may not run in production: every reason, most serious first."""
+    import base64
+    import binascii
+    import json
+
+    from shared.signing import DEV_SIGNING_SEED
+
+    problems = []
+    if settings.jwks_url is not None:
+        if not settings.jwt_issuer:
+            problems.append("POINTS_JWT_ISSUER must be set with POINTS_JWKS_URL: otherwise a token the identity "
+                            "provider minted for any other application would be accepted here")
+        if not settings.jwks_url.startswith("https://"):
+            problems.append("POINTS_JWKS_URL must be an https:// URL: over plain HTTP anyone on the path can "
+                            "substitute their own keys and sign admin tokens")
+    else:
+        jwt_secret = settings.jwt_secret.get_secret_value()
+        if jwt_secret == DEV_JWT_SECRET:
+            problems.append("POINTS_JWT_SECRET (or POINTS_JWKS_URL) must be set: the dev secret is public, "
+                            "so anyone could sign an admin token")
+        elif len(jwt_secret) < MIN_SECRET_LENGTH:
+            problems.append(f"POINTS_JWT_SECRET must be at least {MIN_SECRET_LENGTH} characters: a short HS256 "
+                            "key can be found from one token offline")
+    coupon_secret = settings.coupon_secret.get_secret_value()
+    code_key = settings.coupon_code_key.get_secret_value()
+    if coupon_secret == DEV_COUPON_SECRET or len(coupon_secret) < MIN_SECRET_LENGTH:
+        problems.append(f"COUPON_SECRET must be set to at least {MIN_SECRET_LENGTH} characters: with the dev or a "
+                        "short secret, coupon code hashes can be tested offline")
+    if code_key == DEV_COUPON_CODE_KEY or len(code_key) < MIN_SECRET_LENGTH:
+        problems.append(f"POINTS_COUPON_CODE_KEY must be set to at least {MIN_SECRET_LENGTH} characters: with the "
+                        "dev key anyone can compute every coupon's code from its id")
+    if code_key == coupon_secret:
+        problems.append("COUPON_SECRET and POINTS_COUPON_CODE_KEY must differ: whoever holds the hashing secret "
+                        "could then derive the codes themselves")
+    if settings.coupon_previous_secrets is not None:
+        try:
+            previous = json.loads(settings.coupon_previous_secrets.get_secret_value())
+            secrets = list(previous.values()) if isinstance(previous, dict) else None
+        except ValueError:
+            secrets = None
+        if secrets is None:
+            problems.append('COUPON_PREVIOUS_SECRETS must be a JSON object {"key id": "secret"}')
+        elif any(s == DEV_COUPON_SECRET or not isinstance(s, str) or len(s) < MIN_SECRET_LENGTH for s in secrets):
+            problems.append("COUPON_PREVIOUS_SECRETS may not hold the dev coupon secret or one shorter than "
+                            f"{MIN_SECRET_LENGTH} characters: codes hashed with it could be tested offline")
+    if settings.signing_key is None:
+        problems.append("POINTS_SIGNING_KEY must be set: records signed with the public dev key prove nothing")
+    else:
+        try:
+            seed = base64.b64decode(settings.signing_key.get_secret_value(), validate=True)
+        except (binascii.Error, ValueError):
+            seed = b""
+        if len(seed) != 32:
+            problems.append("POINTS_SIGNING_KEY must be the base64 of a 32-byte Ed25519 seed")
+        elif seed == DEV_SIGNING_SEED:
+            problems.append("POINTS_SIGNING_KEY is the published dev key: anyone could sign records as us")
+    if settings.app_attest_verify_at is not None:
+        problems.append("APP_ATTEST_VERIFY_AT is for replaying recorded attestations in tests only")
+    return problems
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
-    env: Literal["dev", "test", "prod"] = Field("dev", alias="POINTS_ENV")
+    # Production unless told otherwise: the dev secrets below are public, so only a process that is
+    # told it runs a dev stack (`points` sets dev, the test fixtures test) may use them.
+    env: Literal["dev", "test", "prod"] = Field("prod", alias="POINTS_ENV")
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
     # False when the broker is someone else's (a container, a cluster): `up` then only waits for it.
     manage_kafka: bool = Field(True, alias="POINTS_MANAGE_KAFKA")
     database_url: str | None = Field(None, alias="DATABASE_URL")
     jwt_secret: SecretStr = Field(SecretStr(DEV_JWT_SECRET), alias="POINTS_JWT_SECRET")
     jwks_url: str | None = Field(None, alias="POINTS_JWKS_URL")
+    # Tokens must name this audience (`aud`), and this issuer (`iss`) when one is set: a token minted
+    # for another service by the same identity provider is not ours to accept.
+    jwt_audience: str = Field("points-ledger", alias="POINTS_JWT_AUDIENCE", min_length=1)
+    jwt_issuer: str | None = Field(None, alias="POINTS_JWT_ISSUER")
+    # A stolen token is good for at most this long, whatever `exp` it claims.
+    jwt_max_lifetime_seconds: int = Field(24 * 3600, alias="POINTS_JWT_MAX_LIFETIME_SECONDS", gt=0)
     coupon_secret: SecretStr = Field(SecretStr(DEV_COUPON_SECRET), alias="COUPON_SECRET")
     # Base64 of a raw 32-byte Ed25519 private key; the dev key is refused outside dev.
     signing_key: SecretStr | None = Field(None, alias="POINTS_SIGNING_KEY")
@@ -74,6 +146,11 @@ class Settings(BaseSettings):
     # Where the other services answer /healthz, /readyz and /metrics (0.0.0.0 in containers, for Prometheus).
     ops_host: str = Field("127.0.0.1", alias="POINTS_OPS_HOST")
     gateway_port: int = Field(8000, alias="POINTS_GATEWAY_PORT")
+    # /docs, /openapi.json and /metrics on the user-facing port: handy on a laptop, a map for an
+    # attacker in production. Unset: on outside production. When off, /metrics (with /healthz and
+    # /readyz) is served on the gateway's ops port instead, for Prometheus on the private network.
+    gateway_public_ops: bool | None = Field(None, alias="POINTS_GATEWAY_PUBLIC_OPS")
+    gateway_ops_port: int = Field(8004, alias="POINTS_GATEWAY_OPS_PORT")
     validator_port: int = Field(8001, alias="POINTS_VALIDATOR_PORT")
     projector_port: int = Field(8002, alias="POINTS_PROJECTOR_PORT")
     redeemer_port: int = Field(8003, alias="POINTS_REDEEMER_PORT")
@@ -95,20 +172,12 @@ class Settings(BaseSettings):
     record_client_ip: bool = Field(False, alias="POINTS_RECORD_CLIENT_IP")
 
     @model_validator(mode="after")
-    def _refuse_dev_secrets_outside_dev(self) -> "Settings":
-        if self.env == "prod":
-            if self.jwks_url is None and self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
-                raise ValueError("POINTS_JWT_SECRET (or POINTS_JWKS_URL) must be set outside dev")
-            secret = self.coupon_secret.get_secret_value()
-            if secret == DEV_COUPON_SECRET or len(secret) < 32:
-                raise ValueError("COUPON_SECRET must be set to at least 32 characters outside dev")
-            code_key = self.coupon_code_key.get_secret_value()
-            if code_key == DEV_COUPON_CODE_KEY or len(code_key) < 32:
-                raise ValueError("POINTS_COUPON_CODE_KEY must be set to at least 32 characters outside dev")
-            if self.signing_key is None:
-                raise ValueError("POINTS_SIGNING_KEY must be set outside dev")
-            if self.app_attest_verify_at is not None:
-                raise ValueError("APP_ATTEST_VERIFY_AT is for tests only")
+    def _refuse_unsafe_secrets_outside_dev(self) -> "Settings":
+        """Outside a dev or test stack every secret must be real; each refusal names the setting and why."""
+        if self.env != "prod":
+            return self
+        for problem in production_problems(self):
+            raise ValueError(problem)
         return self
 
     @property
@@ -129,9 +198,14 @@ class Settings(BaseSettings):
         return f"http://{self.gateway_host}:{self.gateway_port}"
 
     @property
+    def exposes_ops_publicly(self) -> bool:
+        return self.gateway_public_ops if self.gateway_public_ops is not None else self.env != "prod"
+
+    @property
     def metrics_urls(self) -> dict[str, str]:
         return {
-            "ingest": f"{self.gateway_url}/metrics",
+            "ingest": f"{self.gateway_url}/metrics" if self.exposes_ops_publicly
+            else f"http://127.0.0.1:{self.gateway_ops_port}/metrics",
             "validator": f"http://127.0.0.1:{self.validator_port}/metrics",
             "projector": f"http://127.0.0.1:{self.projector_port}/metrics",
             "redeemer": f"http://127.0.0.1:{self.redeemer_port}/metrics",

@@ -12,7 +12,8 @@ from fastapi import FastAPI
 
 from prometheus_client import Counter
 
-from services.ingest import claims, idempotency, problems
+from services.ingest import claims, idempotency, merchants, problems
+from services.ingest.attestation import store as attestation_store
 from services.ingest.auth import TokenVerifier
 from services.ingest.flags import FlagCache
 from services.ingest.limits import BodySizeLimit
@@ -22,6 +23,7 @@ from services.ingest.replies import ReplyWaiter
 from services.ingest.routers import admin, attestation, console, coupons, events, health, me, review, stats
 from shared import topics
 from shared.db import create_pool
+from shared.ops_http import start_ops_server
 from shared.events import utcnow
 from shared.settings import Settings, get_settings
 
@@ -31,11 +33,15 @@ NONCES_EXPIRED = Counter("ingest_nonces_expired_total", "Expired nonce claims re
 
 
 async def clean_expired_claims(pool: asyncpg.Pool, every: float) -> None:
-    """Nonces and idempotency keys are kept past their retry windows, then removed; any gateway may run this."""
+    """Nonces, idempotency keys, attestation challenges and merchants' failed attempts are kept for as long
+    as they mean something, then removed; any gateway may run this (deleting twice is harmless)."""
     while True:
         try:
-            NONCES_EXPIRED.inc(await claims.delete_expired(pool))
-            await idempotency.delete_expired(pool, utcnow())
+            now = utcnow()
+            NONCES_EXPIRED.inc(await claims.delete_expired(pool, now))
+            await idempotency.delete_expired(pool, now)
+            await attestation_store.delete_expired_challenges(pool, now)
+            await merchants.delete_old_failures(pool, now)
         except Exception:
             log.exception("claim cleanup failed; will try again")
         await asyncio.sleep(every)
@@ -76,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.replies.start()
         app.state.flags = FlagCache(app.state.pool, settings.flags_refresh_seconds)
         await app.state.flags.refresh()
+        ops = None if settings.exposes_ops_publicly else await start_ops_server(
+            settings.ops_host, settings.gateway_ops_port, ready=lambda: app.state.publisher.started)
         background = [asyncio.create_task(clean_expired_claims(app.state.pool, settings.nonce_cleanup_seconds)),
                       asyncio.create_task(app.state.flags.run()),
                       asyncio.create_task(revalidate_stuck_events(app.state.pool, app.state.publisher,
@@ -87,15 +95,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if ops is not None:
+                await ops.cleanup()
             await app.state.replies.stop()
             await app.state.publisher.stop()
             await app.state.pool.close()
 
+    public = settings.exposes_ops_publicly
     app = FastAPI(
         title="Points ledger gateway",
         version="1.0.0",
         description="Server-authoritative points ledger and coupon redemption: the public HTTP API.",
         lifespan=lifespan,
+        docs_url="/docs" if public else None,
+        redoc_url="/redoc" if public else None,
+        openapi_url="/openapi.json" if public else None,
     )
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)
@@ -106,4 +120,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (events.router, me.router, coupons.router, attestation.router, admin.router, review.router,
                    stats.router, health.router, console.router):
         app.include_router(router)
+    if public:
+        app.include_router(health.metrics_router)
     return app

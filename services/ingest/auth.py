@@ -15,6 +15,15 @@ ROLES: tuple[Role, ...] = ("user", "admin", "merchant")
 # A user id is a key in every table and topic; longer ones cannot be indexed (PostgreSQL's btree
 # limit is about 2,700 bytes), so they are refused at the door rather than poisoning the log.
 MAX_SUBJECT_LENGTH = 255
+# Far above any honest token (a few hundred bytes to 2 KB), far below what would cost us to parse.
+MAX_TOKEN_LENGTH = 8192
+DEV_ISSUER = "points-dev"
+# Clocks differ a little between the identity provider and us.
+LEEWAY_SECONDS = 60
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(401, "unauthorized", detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
 @dataclass(frozen=True)
@@ -29,31 +38,45 @@ class TokenVerifier:
         self._jwks = jwt.PyJWKClient(settings.jwks_url, cache_keys=True) if settings.jwks_url else None
 
     def verify(self, token: str) -> Principal:
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise _unauthorized(f"The bearer token is longer than {MAX_TOKEN_LENGTH} characters.")
+        settings = self._settings
+        checks = {"options": {"require": ["exp", "iat", "sub", "aud"]}, "audience": settings.jwt_audience,
+                  "leeway": LEEWAY_SECONDS}
+        if settings.jwt_issuer:
+            checks["issuer"] = settings.jwt_issuer
+            checks["options"]["require"].append("iss")
         try:
             if self._jwks is not None:
                 key = self._jwks.get_signing_key_from_jwt(token).key
-                claims = jwt.decode(token, key, algorithms=["RS256", "ES256"], options={"require": ["exp", "sub"]})
+                claims = jwt.decode(token, key, algorithms=["RS256", "ES256"], **checks)
             else:
-                claims = jwt.decode(token, self._settings.jwt_secret.get_secret_value(), algorithms=["HS256"],
-                                    options={"require": ["exp", "sub"]})
+                claims = jwt.decode(token, settings.jwt_secret.get_secret_value(), algorithms=["HS256"], **checks)
         except jwt.PyJWTError as exc:
-            raise Problem(401, "unauthorized", f"Invalid bearer token: {exc}",
-                          headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from exc
+            raise _unauthorized(f"Invalid bearer token: {exc}") from exc
+        if not isinstance(claims["iat"], (int, float)) or not isinstance(claims["exp"], (int, float)) \
+                or claims["exp"] - claims["iat"] > settings.jwt_max_lifetime_seconds:
+            raise _unauthorized(f"Tokens may live at most {settings.jwt_max_lifetime_seconds} seconds.")
         role = claims.get("role", "user")
         sub = claims["sub"]
         if role not in ROLES or not isinstance(sub, str) or not sub or "\x00" in sub:
-            raise Problem(401, "unauthorized", "The token's subject or role is not acceptable.",
-                          headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            raise _unauthorized("The token's subject or role is not acceptable.")
+        try:
+            sub.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise _unauthorized("The token's subject is not valid Unicode.") from exc
         if len(sub) > MAX_SUBJECT_LENGTH:
-            raise Problem(401, "unauthorized", f"The token's subject is longer than {MAX_SUBJECT_LENGTH} characters.",
-                          headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-        return Principal(sub=claims["sub"], role=role)
+            raise _unauthorized(f"The token's subject is longer than {MAX_SUBJECT_LENGTH} characters.")
+        return Principal(sub=sub, role=role)
 
 
 def mint_dev_token(settings: Settings, sub: str, role: Role = "user", ttl: int = 3600) -> str:
     """A token signed with the local HS256 secret. Only for the dev secret, never a real one."""
     if settings.env == "prod" or not settings.uses_dev_jwt_secret:
         raise PermissionError("dev tokens are only minted with the dev secret; a production secret is configured")
+    if ttl > settings.jwt_max_lifetime_seconds:
+        raise ValueError(f"a token may live at most {settings.jwt_max_lifetime_seconds} seconds")
     now = int(time.time())
-    return jwt.encode({"sub": sub, "role": role, "iat": now, "exp": now + ttl},
-                      settings.jwt_secret.get_secret_value(), algorithm="HS256")
+    claims = {"sub": sub, "role": role, "iat": now, "exp": now + ttl, "aud": settings.jwt_audience,
+              "iss": settings.jwt_issuer or DEV_ISSUER}
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")

@@ -54,6 +54,17 @@ async def claim(pool: asyncpg.Pool, *, scope: str, key: str, request_hash: str, 
     return InFlight(row["command_id"], row["created_at"])
 
 
+async def answer_of(pool: asyncpg.Pool, *, scope: str, command_id: UUID) -> Answered | InFlight | None:
+    """What a key's request came to, looked up by the command it named; None when there is no such claim."""
+    row = await pool.fetchrow("SELECT status_code, response, created_at FROM idempotency_keys "
+                              "WHERE scope = $1 AND command_id = $2", scope, command_id)
+    if row is None:
+        return None
+    if row["status_code"] is None:
+        return InFlight(command_id, row["created_at"])
+    return Answered(command_id, row["status_code"], row["response"])
+
+
 async def record_answer(pool: asyncpg.Pool, *, scope: str, key: str, status_code: int, response: dict) -> None:
     await pool.execute(
         "UPDATE idempotency_keys SET status_code = $3, response = $4 WHERE scope = $1 AND key = $2",

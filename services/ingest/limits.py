@@ -1,4 +1,4 @@
-"""Refuses request bodies over 64 KiB before they are read into memory."""
+"""Refuses request bodies over 64 KiB, declared or streamed, before the app sees any of it."""
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -9,6 +9,12 @@ MAX_BODY_BYTES = 64 * 1024
 
 
 class BodySizeLimit:
+    """Reads the body first (at most the limit, so memory stays bounded), then hands it to the app.
+
+    A chunked body declares no length; counting while the app reads it would fail inside the
+    app's own body parsing, which answers a plain 400. Reading it here answers a proper 413.
+    """
+
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES):
         self.app, self.limit = app, limit
 
@@ -18,28 +24,30 @@ class BodySizeLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await self._too_large(scope, receive, send)
-
-        seen = 0
-
-        async def counting_receive() -> Message:
-            nonlocal seen
+        chunks, size = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away before sending its body
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                return await self._too_large(scope, receive, send)
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        delivered = False
 
-        try:
-            await self.app(scope, counting_receive, send)
-        except _TooLarge:
-            await self._too_large(scope, receive, send)
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(413, "payload-too-large", f"Request bodies are limited to {self.limit} bytes.",
                                     title="Content Too Large")
         await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass

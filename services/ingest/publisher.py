@@ -5,6 +5,7 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from services.ingest.problems import Problem
 from shared.envelope import to_record
@@ -55,10 +56,11 @@ class KafkaPublisher:
 
 
 async def publish_or_503(publisher: KafkaPublisher, topic: str, event: Event, *, key: str, what: str) -> None:
-    """Publish, or answer 503: a broker that did not acknowledge means nothing was stored."""
+    """Publish, or answer 503: a broker that did not acknowledge means nothing was stored. Only Kafka's
+    failures are 503 kafka-unavailable; anything else is our defect and answers 500."""
     try:
         await publisher.publish(topic, event, key=key)
-    except Exception as exc:
+    except (KafkaError, asyncio.TimeoutError, ConnectionError) as exc:
         log.error("points.error", extra={"operation": "publish", "topic": topic,
                                          "error_message": f"{type(exc).__name__}: {exc}"})
         raise Problem(503, "kafka-unavailable", f"The {what} could not be stored; retry with the same "

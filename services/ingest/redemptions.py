@@ -54,8 +54,11 @@ def request_hash(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
-def refusal(answer: CommandAnswered) -> Problem:
+def refusal(answer: CommandAnswered, *, for_owner: bool) -> Problem:
+    """The problem document for a refused command; only the coupon's owner hears about their balance."""
     status, detail = REFUSALS.get(answer.outcome, (409, answer.outcome))
+    if not for_owner:
+        return Problem(status, answer.outcome, detail)
     return Problem(status, answer.outcome, detail, available_points=answer.detail.get("available_points"))
 
 
@@ -69,14 +72,14 @@ async def _send_and_wait(ports: Ports, command: Command) -> CommandAnswered | No
     return await ports.replies.wait(command.command_id, ports.settings.redemption_timeout_seconds)
 
 
-async def _answer_or_problem(ports: Ports, command: Command, *, expected: str) -> CommandAnswered:
+async def _answer_or_problem(ports: Ports, command: Command, *, expected: str, for_owner: bool) -> CommandAnswered:
     """The redeemer's answer when it is the expected outcome; otherwise the problem to answer with."""
     answer = await _send_and_wait(ports, command)
     if answer is None:
         raise Problem(503, "redemption-timeout", "The coupon service did not answer in time; try again.",
                       headers={"Retry-After": "1"})
     if answer.outcome != expected:
-        raise refusal(answer)
+        raise refusal(answer, for_owner=for_owner)
     return answer
 
 
@@ -101,10 +104,7 @@ def _replayed(answered: idempotency.Answered, keys: CouponKeys) -> Reply:
 
 
 async def redeem(ports: Ports, *, user_id: str, template_id: UUID, key: str, now: datetime) -> Reply:
-    template = await ports.pool.fetchrow(
-        "SELECT points_cost, valid_days, is_active FROM coupon_templates WHERE template_id = $1", template_id)
-    if template is None:
-        raise Problem(404, "template-not-found", "No such coupon template.")
+    # The key first: a key reused with another body is that, whatever the body names.
     scope = f"redeem:{user_id}"
     claimed = await idempotency.claim(ports.pool, scope=scope, key=key,
                                       request_hash=request_hash({"template_id": template_id}),
@@ -118,8 +118,15 @@ async def redeem(ports: Ports, *, user_id: str, template_id: UUID, key: str, now
         case idempotency.InFlight(since=since) if now - since < timedelta(seconds=ports.settings.redemption_timeout_seconds * 2):
             raise Problem(409, "request-in-flight", "A request with this Idempotency-Key is still being processed.",
                           headers={"Retry-After": "1"})
-    if not template["is_active"]:
-        raise Problem(409, "template-inactive", "This coupon is not offered any more.")
+    template = await ports.pool.fetchrow(
+        "SELECT points_cost, valid_days, is_active FROM coupon_templates WHERE template_id = $1", template_id)
+    if template is None or not template["is_active"]:
+        problem = (Problem(404, "template-not-found", "No such coupon template.") if template is None
+                   else Problem(409, "template-inactive", "This coupon is not offered any more."))
+        # The key's answer, so a retry hears the same refusal rather than "still in flight".
+        await idempotency.record_answer(ports.pool, scope=scope, key=key, status_code=problem.status,
+                                        response=problem.document())
+        raise problem
     # A fresh key, or one whose first request died: (re)send the same command; the redeemer answers once.
     command = RedeemCoupon(command_id=claimed.command_id, user_id=user_id, issued_at=now, template_id=template_id,
                            points_cost=template["points_cost"], valid_days=template["valid_days"])
@@ -131,7 +138,7 @@ async def redeem(ports: Ports, *, user_id: str, template_id: UUID, key: str, now
         body = redemption_body(answer, ports.keys)
         await idempotency.record_answer(ports.pool, scope=scope, key=key, status_code=201, response=_stored(body))
         return Reply(201, body, {"Location": f"/v1/redemptions/{command.command_id}"})
-    problem = refusal(answer)
+    problem = refusal(answer, for_owner=True)
     await idempotency.record_answer(ports.pool, scope=scope, key=key, status_code=problem.status,
                                     response=problem.document())
     raise problem
@@ -141,7 +148,8 @@ async def use_code(ports: Ports, *, merchant: str, code_owner: asyncpg.Record, n
     command = UseCoupon(command_id=uuid4(),
                         user_id=code_owner["user_id"], issued_at=now, coupon_id=code_owner["coupon_id"],
                         merchant=merchant)
-    answer = await _answer_or_problem(ports, command, expected="redeemed")
+    # A merchant learns the coupon's fate, nothing about its owner.
+    answer = await _answer_or_problem(ports, command, expected="redeemed", for_owner=False)
     return Reply(200, {"coupon_id": str(code_owner["coupon_id"]), "template_id": answer.detail["template_id"],
                        "status": "redeemed"}, {})
 
@@ -150,7 +158,7 @@ async def revoke(ports: Ports, *, admin: str, coupon: asyncpg.Record, refund: bo
     command = RevokeCoupon(command_id=uuid4(),
                            user_id=coupon["user_id"], issued_at=now, coupon_id=coupon["coupon_id"], admin=admin,
                            refund=refund)
-    answer = await _answer_or_problem(ports, command, expected="revoked")
+    answer = await _answer_or_problem(ports, command, expected="revoked", for_owner=True)
     return Reply(200, {"coupon_id": str(coupon["coupon_id"]), "status": "revoked",
                        "refunded_points": answer.detail["refunded_points"]}, {})
 

@@ -12,9 +12,14 @@ from shared.events import ValidationStatus
 
 
 def _storable(value: str) -> str:
-    """PostgreSQL text cannot hold NUL; refused here, before anything is published or stored."""
+    """What PostgreSQL text and Kafka's UTF-8 cannot hold (NUL, a lone surrogate), refused here,
+    before anything is published or stored."""
     if "\x00" in value:
         raise ValueError("text must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("text must be valid Unicode (no lone surrogate code points)") from exc
     return value
 
 

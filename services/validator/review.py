@@ -7,6 +7,8 @@ from services.validator.state import UserState
 from shared.commands import HoldEvent, ReviewEvent
 from shared.events import EventDecided
 
+REVIEW_REASONS = {"approve": "review_approved", "reject": "review_rejected"}
+
 
 def finish_review(command: ReviewEvent, state: UserState, now: datetime) -> EventDecided | None:
     """The final record for a held event, naming the admin; None if the event is not awaiting review."""
@@ -17,7 +19,7 @@ def finish_review(command: ReviewEvent, state: UserState, now: datetime) -> Even
     return original.model_copy(update={
         "validation_status": "validated" if command.decision == "approve" else "rejected",
         "validated_by": command.admin,
-        "reasons": (*original.reasons, f"review_{command.decision}d"),
+        "reasons": (*original.reasons, REVIEW_REASONS[command.decision]),
         "review_note": command.note,
         "decided_at": now,
     })

@@ -19,6 +19,7 @@ from shared.settings import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
+ISSUER = "https://id.example.com/"
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
 
@@ -51,7 +52,7 @@ def jwks_gateway(stack):
     process = ManagedProcess("ingest-jwks", stack.settings.state_dir)
     process.start([sys.executable, "-m", "services.ingest"], cwd=REPO_ROOT, env={
         **os.environ, "POINTS_GATEWAY_PORT": str(port),
-        "POINTS_JWKS_URL": f"http://127.0.0.1:{server.server_port}/jwks.json"})
+        "POINTS_JWKS_URL": f"http://127.0.0.1:{server.server_port}/jwks.json", "POINTS_JWT_ISSUER": ISSUER})
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200, timeout=60, what="jwks gateway")
     yield url
@@ -60,7 +61,8 @@ def jwks_gateway(stack):
 
 
 def token(key, alg: str, kid: str, **claims) -> str:
-    body = {"sub": "jwks-user", "exp": int(time.time()) + 300, **claims}
+    now = int(time.time())
+    body = {"sub": "jwks-user", "iat": now, "exp": now + 300, "aud": "points-ledger", "iss": ISSUER, **claims}
     return jwt.encode(body, key, algorithm=alg, headers={"kid": kid})
 
 
@@ -85,6 +87,19 @@ def test_the_dev_hs256_secret_is_not_accepted_once_a_jwks_url_is_set(jwks_gatewa
     response = httpx.get(f"{jwks_gateway}/v1/me/points",
                          headers={"Authorization": f"Bearer {mint_dev_token(stack.settings, 'x')}"})
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize("claims", [{"aud": "another-service"}, {"iss": "https://evil.example.com/"},
+                                    {"exp": int(time.time()) + 3 * 24 * 3600}, {"iat": None}])
+def test_a_token_for_another_audience_issuer_or_too_long_a_life_is_refused(jwks_gateway, claims):
+    body = {name: value for name, value in claims.items() if value is not None}
+    forged = token(RSA_KEY, "RS256", "rsa-1", **body)
+    if "iat" in claims:
+        forged = jwt.encode({k: v for k, v in jwt.decode(forged, options={"verify_signature": False}).items()
+                             if k != "iat"}, RSA_KEY, algorithm="RS256", headers={"kid": "rsa-1"})
+    response = httpx.get(f"{jwks_gateway}/v1/me/points", headers={"Authorization": f"Bearer {forged}"})
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/problem+json")
 
 
 def test_an_expired_token_is_refused(jwks_gateway):

@@ -1,4 +1,6 @@
 import base64
+import json
+import os
 import time
 
 import jwt
@@ -7,7 +9,8 @@ from pydantic import ValidationError
 
 from services.ingest.auth import TokenVerifier, mint_dev_token
 from services.ingest.problems import Problem
-from shared.settings import DEV_JWT_SECRET, Settings
+from shared.settings import DEV_COUPON_SECRET, DEV_JWT_SECRET, Settings
+from shared.signing import DEV_SIGNING_SEED
 
 REAL_SECRET = "a-real-secret-that-is-long-enough-0123456789"
 PRODUCTION = {"POINTS_ENV": "prod", "POINTS_JWT_SECRET": REAL_SECRET, "COUPON_SECRET": REAL_SECRET,
@@ -25,8 +28,6 @@ def production(monkeypatch, **changes) -> None:
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch):
     """These tests read Settings from the environment: start each from none of ours."""
-    import os
-
     for name in list(os.environ):
         if name.startswith(("POINTS_", "APP_ATTEST_", "PLAY_INTEGRITY_")) or name in ("COUPON_SECRET", "DATABASE_URL"):
             monkeypatch.delenv(name)
@@ -61,6 +62,59 @@ def test_production_refuses_to_sign_with_the_dev_key(monkeypatch):
         Settings()
 
 
+def test_without_being_told_it_is_a_dev_stack_a_process_refuses_the_public_dev_secrets():
+    with pytest.raises(ValidationError, match="POINTS_JWT_SECRET"):
+        Settings()
+
+
+@pytest.mark.parametrize("changes,setting", [
+    ({"POINTS_JWT_SECRET": "x"}, "POINTS_JWT_SECRET must be at least 32"),
+    ({"POINTS_SIGNING_KEY": base64.b64encode(DEV_SIGNING_SEED).decode()}, "POINTS_SIGNING_KEY is the published dev key"),
+    ({"POINTS_SIGNING_KEY": "bm90LWEta2V5"}, "32-byte Ed25519 seed"),
+    ({"COUPON_PREVIOUS_SECRETS": json.dumps({"k0": DEV_COUPON_SECRET})}, "COUPON_PREVIOUS_SECRETS may not hold"),
+    ({"COUPON_PREVIOUS_SECRETS": json.dumps({"k0": "short"})}, "COUPON_PREVIOUS_SECRETS may not hold"),
+    ({"COUPON_PREVIOUS_SECRETS": "[1, 2]"}, "COUPON_PREVIOUS_SECRETS must be a JSON object"),
+    ({"POINTS_COUPON_CODE_KEY": REAL_SECRET}, "COUPON_SECRET and POINTS_COUPON_CODE_KEY must differ"),
+    ({"POINTS_JWKS_URL": "http://id.example.com/jwks.json", "POINTS_JWT_ISSUER": "https://id.example.com/"},
+     "POINTS_JWKS_URL must be an https"),
+    ({"POINTS_JWKS_URL": "https://id.example.com/jwks.json"}, "POINTS_JWT_ISSUER must be set"),
+])
+def test_production_refuses_each_unsafe_secret_naming_the_setting(monkeypatch, changes, setting):
+    production(monkeypatch, **changes)
+    with pytest.raises(ValidationError, match=setting):
+        Settings()
+
+
+def test_production_accepts_an_https_jwks_url_and_rotated_out_secrets(monkeypatch):
+    production(monkeypatch, POINTS_JWT_SECRET=None, POINTS_JWKS_URL="https://id.example.com/jwks.json",
+               POINTS_JWT_ISSUER="https://id.example.com/",
+               COUPON_PREVIOUS_SECRETS=json.dumps({"k0": "an-older-secret-that-is-long-enough-000"}))
+    assert Settings().jwks_url.startswith("https://")
+
+
+def test_the_points_command_runs_a_dev_stack_unless_told_otherwise(monkeypatch):
+    import subprocess
+    import sys
+
+    minted = subprocess.run([sys.executable, "-m", "deploy.cli", "dev-token", "--sub", "alice"], capture_output=True,
+                            text=True, env={k: v for k, v in os.environ.items() if k != "POINTS_ENV"})
+    refused = subprocess.run([sys.executable, "-m", "deploy.cli", "dev-token", "--sub", "alice"], capture_output=True,
+                             text=True, env={**os.environ, "POINTS_ENV": "prod"})
+    assert minted.returncode == 0 and minted.stdout.count(".") == 2
+    assert refused.returncode != 0
+
+
+def test_a_token_with_every_claim_in_order_is_accepted():
+    principal = TokenVerifier(Settings(POINTS_ENV="test")).verify(jwt.encode(GOOD, DEV_JWT_SECRET, algorithm="HS256"))
+    assert principal.sub == "a"
+
+
+def test_a_token_longer_than_any_honest_one_is_refused_before_it_is_parsed():
+    with pytest.raises(Problem) as refused:
+        TokenVerifier(Settings(POINTS_ENV="test")).verify("e" * 9000)
+    assert refused.value.status == 401 and "8192" in refused.value.detail
+
+
 def test_a_dev_token_carries_subject_and_role():
     settings = Settings(POINTS_ENV="dev")
     principal = TokenVerifier(settings).verify(mint_dev_token(settings, "alice", "admin", 60))
@@ -69,17 +123,45 @@ def test_a_dev_token_carries_subject_and_role():
 
 def test_dev_tokens_are_refused_once_a_real_secret_is_configured():
     with pytest.raises(PermissionError):
-        mint_dev_token(Settings(POINTS_JWT_SECRET=REAL_SECRET), "alice")
+        mint_dev_token(Settings(POINTS_ENV="dev", POINTS_JWT_SECRET=REAL_SECRET), "alice")
+
+
+NOW = int(time.time())
+GOOD = {"sub": "a", "iat": NOW, "exp": NOW + 60, "aud": "points-ledger"}
 
 
 @pytest.mark.parametrize("claims,key,alg", [
-    ({"sub": "a", "exp": int(time.time()) - 1}, DEV_JWT_SECRET, "HS256"),
-    ({"sub": "a", "exp": int(time.time()) + 60}, "another-key-entirely-0123456789abcdef", "HS256"),
-    ({"sub": "a", "exp": int(time.time()) + 60}, None, "none"),
-    ({"sub": "a"}, DEV_JWT_SECRET, "HS256"),
-    ({"sub": "a", "exp": int(time.time()) + 60, "role": "root"}, DEV_JWT_SECRET, "HS256"),
+    ({**GOOD, "exp": NOW - 100, "iat": NOW - 200}, DEV_JWT_SECRET, "HS256"),
+    ({**GOOD, "aud": "another-service"}, DEV_JWT_SECRET, "HS256"),
+    ({k: v for k, v in GOOD.items() if k != "aud"}, DEV_JWT_SECRET, "HS256"),
+    ({k: v for k, v in GOOD.items() if k != "iat"}, DEV_JWT_SECRET, "HS256"),
+    ({**GOOD, "exp": NOW + 2 * 24 * 3600}, DEV_JWT_SECRET, "HS256"),
+    ({**GOOD, "sub": "x" * 256}, DEV_JWT_SECRET, "HS256"),
+    ({**GOOD, "sub": "\ud800"}, DEV_JWT_SECRET, "HS256"),
+    (GOOD, "another-key-entirely-0123456789abcdef", "HS256"),
+    (GOOD, None, "none"),
+    ({k: v for k, v in GOOD.items() if k != "exp"}, DEV_JWT_SECRET, "HS256"),
+    ({**GOOD, "role": "root"}, DEV_JWT_SECRET, "HS256"),
 ])
 def test_bad_tokens_are_unauthorized(claims, key, alg):
     with pytest.raises(Problem) as refused:
-        TokenVerifier(Settings()).verify(jwt.encode(claims, key, algorithm=alg))
+        TokenVerifier(Settings(POINTS_ENV="test")).verify(jwt.encode(claims, key, algorithm=alg))
     assert refused.value.status == 401
+
+
+def test_points_secrets_writes_an_env_file_production_accepts_and_never_overwrites_it(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    target = tmp_path / ".env.points"
+    made = subprocess.run([sys.executable, "-m", "deploy.cli", "secrets", "--output", str(target)],
+                          capture_output=True, text=True)
+    again = subprocess.run([sys.executable, "-m", "deploy.cli", "secrets", "--output", str(target)],
+                           capture_output=True, text=True)
+
+    assert made.returncode == 0 and again.returncode == 1 and "refused" in again.stderr
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
+    for line in target.read_text().splitlines():
+        name, _, value = line.partition("=")
+        monkeypatch.setenv(name, value)
+    assert Settings().env == "prod"  # every check of production passes with what it wrote

@@ -149,3 +149,12 @@ def test_a_sighting_from_a_rolled_back_batch_is_written_again_by_the_retry():
     assert first.sightings == retry.sightings == [Sighting("device", "dev-9", "u1")]
     assert later.sightings == []  # committed: on the topic, not written again
     assert later.decision.reasons == ()  # still one account on the device, however often it was counted
+
+
+def test_a_rejection_by_an_admin_is_recorded_with_a_spelled_out_reason():
+    state = UserState()
+    held = on_submission(submitted(attestation="invalid", attestation_reasons=("bad",)), state, Sightings(), RULES)
+
+    verdict = on_review(review(held.decision.event_id, "reject"), state, T0 + timedelta(hours=1))
+
+    assert verdict.decision.reasons[-1] == "review_rejected"

@@ -11,11 +11,27 @@ from services.ingest.attestation.apple import AttestedKey
 CHALLENGE_TTL = timedelta(minutes=5)
 
 
-async def issue_challenge(pool: asyncpg.Pool, user_id: str, now: datetime) -> tuple[bytes, datetime]:
+# An app needs one challenge per key it attests; a few spare cover retries. More is someone filling the table.
+LIVE_CHALLENGES_PER_USER = 10
+
+
+async def issue_challenge(pool: asyncpg.Pool, user_id: str, now: datetime) -> tuple[bytes, datetime] | None:
+    """A new challenge; None when the user already holds as many live ones as anyone could need."""
     challenge, expires_at = secrets.token_bytes(32), now + CHALLENGE_TTL
-    await pool.execute("INSERT INTO attestation_challenges (challenge, user_id, expires_at) VALUES ($1, $2, $3)",
-                       challenge, user_id, expires_at)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 13))", user_id)
+        live = await conn.fetchval("SELECT count(*) FROM attestation_challenges WHERE user_id = $1 AND expires_at > $2",
+                                   user_id, now)
+        if live >= LIVE_CHALLENGES_PER_USER:
+            return None
+        await conn.execute("INSERT INTO attestation_challenges (challenge, user_id, expires_at) VALUES ($1, $2, $3)",
+                           challenge, user_id, expires_at)
     return challenge, expires_at
+
+
+async def delete_expired_challenges(pool: asyncpg.Pool, now: datetime) -> int:
+    result = await pool.execute("DELETE FROM attestation_challenges WHERE expires_at < $1", now)
+    return int(result.split()[-1])
 
 
 async def consume_challenge(pool: asyncpg.Pool, user_id: str, challenge: bytes, now: datetime) -> bool:

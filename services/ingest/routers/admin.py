@@ -6,7 +6,7 @@ from uuid import UUID, uuid4
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from services.ingest import flags as flag_store
 from services.ingest import redemptions
@@ -23,8 +23,8 @@ log = logging.getLogger("points.ingest")
 class FlagsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    points_system_enabled: bool
-    rollout_percent: int = Field(ge=0, le=100)
+    points_system_enabled: StrictBool
+    rollout_percent: StrictInt = Field(ge=0, le=100)
 
 
 class FlagsOut(FlagsIn):
@@ -51,8 +51,8 @@ async def put_flags(body: FlagsIn, admin: Admin, pool: Pool, cache: FlagsDep) ->
 class AwardRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: Text = Field(min_length=1, max_length=256)
-    points: int = Field(gt=0, le=1_000_000)
+    user_id: Text = Field(min_length=1, max_length=255)
+    points: StrictInt = Field(gt=0, le=1_000_000)
     reason: Text = Field(min_length=1, max_length=500)
 
 
@@ -74,7 +74,7 @@ async def award_points(body: AwardRequest, admin: Admin, ports: Ports, key: Idem
 class RevokeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    refund: bool = False
+    refund: StrictBool = False
 
 
 class Revoked(BaseModel):
@@ -97,18 +97,18 @@ class NewTemplate(BaseModel):
 
     name: Text = Field(min_length=1, max_length=200)
     partner: Text = Field(min_length=1, max_length=200)
-    points_cost: int = Field(gt=0, le=10_000_000)
-    valid_days: int = Field(30, gt=0, le=3650)
+    points_cost: StrictInt = Field(gt=0, le=10_000_000)
+    valid_days: StrictInt = Field(30, gt=0, le=3650)
 
 
 class TemplateChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    is_active: bool | None = None
+    is_active: StrictBool | None = None
     name: Text | None = Field(None, min_length=1, max_length=200)
     partner: Text | None = Field(None, min_length=1, max_length=200)
-    points_cost: int | None = Field(None, gt=0, le=10_000_000)
-    valid_days: int | None = Field(None, gt=0, le=3650)
+    points_cost: StrictInt | None = Field(None, gt=0, le=10_000_000)
+    valid_days: StrictInt | None = Field(None, gt=0, le=3650)
 
 
 _TEMPLATE_COLUMNS = "template_id, name, partner, points_cost, valid_days, is_active"

@@ -36,10 +36,15 @@ class RegisteredKey(BaseModel):
     environment: str
 
 
-@router.post("/challenges", status_code=201, response_model=Challenge)
+@router.post("/challenges", status_code=201, response_model=Challenge, responses=problem_responses(429))
 async def new_challenge(user: AppUser, pool: Pool) -> JSONResponse:
     """A single-use challenge for attesting a device key (valid five minutes)."""
-    challenge, expires_at = await store.issue_challenge(pool, user.sub, utcnow())
+    issued = await store.issue_challenge(pool, user.sub, utcnow())
+    if issued is None:
+        raise Problem(429, "too-many-challenges", f"At most {store.LIVE_CHALLENGES_PER_USER} live challenges per "
+                      "user; use one, or wait until they expire.",
+                      headers={"Retry-After": str(int(store.CHALLENGE_TTL.total_seconds()))})
+    challenge, expires_at = issued
     body = Challenge(challenge=base64.b64encode(challenge).decode(), expires_at=expires_at)
     return JSONResponse(body.model_dump(mode="json"), status_code=201)
 

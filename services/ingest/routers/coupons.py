@@ -1,7 +1,6 @@
 """Coupons: the catalogue, spending points, a user's coupons, and merchants using codes."""
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 from uuid import UUID
 
@@ -9,7 +8,7 @@ from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from services.ingest import redemptions
+from services.ingest import idempotency, merchants, redemptions
 from services.ingest.deps import AppUser, Pool, Ports, WritingUser, require_role
 from services.ingest.auth import Principal
 from services.ingest.problems import COMMON_PROBLEMS, MEDIA_TYPE, Problem, problem_responses
@@ -79,9 +78,14 @@ class UsedCoupon(BaseModel):
     status: str
 
 
+# A coupon code is a bearer secret: no browser, proxy or CDN may keep a copy of an answer that holds one.
+NO_STORE = {"Cache-Control": "no-store"}
+
+
 def reply(result: redemptions.Reply) -> JSONResponse:
     media = MEDIA_TYPE if result.status_code >= 400 else "application/json"
-    return JSONResponse(result.body, status_code=result.status_code, headers=result.headers, media_type=media)
+    headers = {**result.headers, **(NO_STORE if "code" in result.body else {})}
+    return JSONResponse(result.body, status_code=result.status_code, headers=headers, media_type=media)
 
 
 def require_key(key: str | None) -> str:
@@ -109,24 +113,28 @@ async def redeem(body: RedeemRequest, user: WritingUser, ports: Ports, key: Idem
 
 
 @router.get("/v1/redemptions/{redemption_id}", response_model=RedemptionStatus, responses=problem_responses(404))
-async def get_redemption(redemption_id: UUID, user: AppUser, ports: Ports) -> RedemptionStatus:
+async def get_redemption(redemption_id: UUID, user: AppUser, ports: Ports) -> RedemptionStatus | JSONResponse:
     """Where a redemption stands (for one answered 202)."""
-    claim = await ports.pool.fetchrow(
-        "SELECT 1 FROM idempotency_keys WHERE scope = $1 AND command_id = $2", f"redeem:{user.sub}", redemption_id)
+    claim = await idempotency.answer_of(ports.pool, scope=f"redeem:{user.sub}", command_id=redemption_id)
     answer = await ports.pool.fetchrow(
         "SELECT outcome, detail FROM command_answers WHERE command_id = $1 AND user_id = $2", redemption_id, user.sub)
     if answer is None:
         if claim is None:
             raise Problem(404, "not-found", "No such redemption.")
+        if isinstance(claim, idempotency.Answered) and claim.status_code >= 400:
+            # Refused before the redeemer saw it (an unknown or withdrawn template): never pending.
+            return RedemptionStatus(redemption_id=redemption_id, status="failed",
+                                    reason=claim.response["type"].rsplit("/", 1)[-1])
         return RedemptionStatus(redemption_id=redemption_id, status="pending")
     detail = answer["detail"]
     if answer["outcome"] != "redeemed":
         return RedemptionStatus(redemption_id=redemption_id, status="failed", reason=answer["outcome"],
                                 available_points=detail.get("available_points"))
     coupon_id = UUID(detail["coupon_id"])
-    return RedemptionStatus(redemption_id=redemption_id, status="redeemed", coupon_id=coupon_id,
-                            code=ports.keys.code_for(coupon_id), points_cost=detail["points_cost"],
-                            available_points=detail["available_points"], expires_at=detail["expires_at"])
+    redeemed = RedemptionStatus(redemption_id=redemption_id, status="redeemed", coupon_id=coupon_id,
+                                code=ports.keys.code_for(coupon_id), points_cost=detail["points_cost"],
+                                available_points=detail["available_points"], expires_at=detail["expires_at"])
+    return JSONResponse(redeemed.model_dump(mode="json"), headers=NO_STORE)
 
 
 @router.get("/v1/me/coupons", response_model=list[Coupon])
@@ -142,26 +150,17 @@ async def my_coupons(user: AppUser, pool: Pool) -> list[Coupon]:
                    else r["status"], issued_at=r["issued_at"], expires_at=r["expires_at"]) for r in rows]
 
 
-async def _count_failure(ports, merchant: str) -> None:
-    await ports.pool.execute("INSERT INTO merchant_failed_attempts (merchant) VALUES ($1)", merchant)
-
-
 @router.post("/v1/coupons/redeem", response_model=UsedCoupon, responses=problem_responses(404, 409, 429, 503))
 async def use_code(body: UseCode, merchant: Merchant, ports: Ports) -> JSONResponse:
     """A merchant accepts a coupon code at the till, once."""
     now = utcnow()
-    failures = await ports.pool.fetchval(
-        "SELECT count(*) FROM merchant_failed_attempts WHERE merchant = $1 AND attempted_at > $2",
-        merchant.sub, now - timedelta(hours=1))
-    if failures >= ports.settings.merchant_failed_attempts_per_hour:
-        raise Problem(429, "too-many-failed-codes", "Too many unknown codes from this merchant; try again later.",
-                      headers={"Retry-After": "3600"})
     code = normalise(body.code)
-    coupon = None
-    if code is not None:
-        coupon = await ports.pool.fetchrow("SELECT coupon_id, user_id FROM coupons WHERE code_hash = ANY($1::text[])",
-                                           ports.keys.candidate_hashes(code))
-    if coupon is None:
-        await _count_failure(ports, merchant.sub)
+    found = await merchants.find_coupon(ports.pool, merchant=merchant.sub,
+                                        candidate_hashes=ports.keys.candidate_hashes(code) if code else [],
+                                        limit=ports.settings.merchant_failed_attempts_per_hour, now=now)
+    if isinstance(found, merchants.Limited):
+        raise Problem(429, "too-many-failed-codes", "Too many unknown codes from this merchant; try again later.",
+                      headers={"Retry-After": str(int(merchants.WINDOW.total_seconds()))})
+    if found is None:
         raise Problem(404, "coupon-not-found", "No coupon has this code.")
-    return reply(await redemptions.use_code(ports, merchant=merchant.sub, code_owner=coupon, now=now))
+    return reply(await redemptions.use_code(ports, merchant=merchant.sub, code_owner=found, now=now))

@@ -42,7 +42,11 @@ async def signing_keys(request: Request) -> JSONResponse:
                         headers={"Cache-Control": "public, max-age=300"})
 
 
-@router.get("/metrics", response_class=PlainTextResponse,
+# Included only where the deployment exposes operations on the public port (see Settings.exposes_ops_publicly).
+metrics_router = APIRouter(tags=["operations"])
+
+
+@metrics_router.get("/metrics", response_class=PlainTextResponse,
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
 async def metrics() -> Response:
     """Prometheus text format."""
