@@ -103,6 +103,7 @@ def test_a_token_for_another_audience_issuer_or_too_long_a_life_is_refused(jwks_
 
 
 def test_an_expired_token_is_refused(jwks_gateway):
-    expired = token(RSA_KEY, "RS256", "rsa-1", exp=int(time.time()) - 5)
+    # Past the 60 s allowed for clock skew between the identity provider and us.
+    expired = token(RSA_KEY, "RS256", "rsa-1", iat=int(time.time()) - 600, exp=int(time.time()) - 120)
     response = httpx.get(f"{jwks_gateway}/v1/me/points", headers={"Authorization": f"Bearer {expired}"})
     assert response.status_code == 401
