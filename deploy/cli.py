@@ -172,6 +172,121 @@ def deadletters_replay(
     console.print(f"replayed {count} dead letters")
 
 
+admin_app = typer.Typer(help="Operator actions through the log (what the guide's SQL did to the read models).",
+                         no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+template_app = typer.Typer(help="Coupon templates on offer.", no_args_is_help=True)
+admin_app.add_typer(template_app, name="template")
+Operator = Annotated[str, typer.Option("--operator", envvar="POINTS_OPERATOR",
+                                       help="Who is acting (an email, say): recorded with the action.")]
+
+
+def _done(status: int, body: dict) -> None:
+    """One JSON object on stdout; a refusal exits 1."""
+    sys.stdout.write(json.dumps({"http_status": status, **body}, default=str) + "\n")
+    if status >= 400:
+        raise typer.Exit(1)
+
+
+def _run_refusals(step) -> tuple[int, dict]:
+    """The API's refusals (problem documents) as an operator sees them."""
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from services.ingest.problems import Problem
+
+    try:
+        result = asyncio.run(step())
+    except Problem as problem:
+        return problem.status, problem.document()
+    except ValidationError as invalid:
+        return 422, {"detail": "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in invalid.errors())}
+    return result.status_code, result.body
+
+
+@admin_app.command("award")
+def admin_award(
+    operator: Operator,
+    user: Annotated[str, typer.Option("--user", help="The user to credit.")],
+    points: Annotated[int, typer.Option("--points", help="Points to credit (1 to 1,000,000).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why: recorded with the ledger record.")],
+    key: Annotated[str | None, typer.Option("--key", help="Idempotency key; by default the same operator, user, "
+                                                          "points and reason are one award however often run.")] = None,
+) -> None:
+    """Credit a user: an admin_award on the ledger naming the operator (the guide's manual-award INSERT)."""
+    from deploy import operators
+
+    _done(*_run_refusals(lambda: operators.award(get_settings(), operator=operator, user_id=user, points=points,
+                                                  reason=reason, key=key)))
+
+
+@admin_app.command("revoke")
+def admin_revoke(
+    operator: Operator,
+    coupon_id: Annotated[str, typer.Argument(help="The coupon to revoke.")],
+    refund: Annotated[bool, typer.Option("--refund/--no-refund", help="Give its points back.")] = False,
+) -> None:
+    """Make a coupon unusable, refunding its points if asked (the guide's revoke-coupon UPDATE and refund INSERT)."""
+    from uuid import UUID
+
+    from deploy import operators
+
+    try:
+        parsed = UUID(coupon_id)
+    except ValueError as exc:
+        raise typer.BadParameter("not a coupon id (UUID)", param_hint="COUPON_ID") from exc
+    status, body = _run_refusals(lambda: operators.revoke(get_settings(), operator=operator, coupon_id=parsed,
+                                                          refund=refund))
+    if body.get("type", "").endswith("/coupon-revoked"):
+        status, body = 200, {"coupon_id": coupon_id, "status": "revoked", "already": True}  # run twice: done once
+    _done(status, body)
+
+
+@admin_app.command("hold-pending")
+def admin_hold_pending(
+    operator: Operator,
+    yes: Annotated[bool, typer.Option("--yes", help="Do it without asking.")] = False,
+) -> None:
+    """Send every still-undecided event to the review queue (the guide's partial-rollback UPDATE)."""
+    import asyncio
+
+    from deploy import operators
+
+    if not yes and not typer.confirm("hold every pending event of every user for review?"):
+        raise typer.Exit(1)
+    _done(200, {"held": asyncio.run(operators.hold_pending(get_settings(), operator=operator))})
+
+
+def _template_active(operator: str, template_id: str, active: bool) -> None:
+    import asyncio
+    from uuid import UUID
+
+    from deploy import operators
+
+    try:
+        parsed = UUID(template_id)
+    except ValueError as exc:
+        raise typer.BadParameter("not a template id (UUID)", param_hint="TEMPLATE_ID") from exc
+    row = asyncio.run(operators.set_template_active(get_settings(), operator=operator, template_id=parsed,
+                                                    active=active))
+    if row is None:
+        _done(404, {"template_id": template_id, "detail": "No such coupon template."})
+    _done(200, row)
+
+
+@template_app.command("disable")
+def template_disable(operator: Operator, template_id: Annotated[str, typer.Argument()]) -> None:
+    """Stop offering a coupon (the guide's coupon_templates UPDATE); coupons already issued keep their terms."""
+    _template_active(operator, template_id, False)
+
+
+@template_app.command("enable")
+def template_enable(operator: Operator, template_id: Annotated[str, typer.Argument()]) -> None:
+    """Offer a coupon again."""
+    _template_active(operator, template_id, True)
+
+
 @app.command()
 def chaos(
     soak: Annotated[bool, typer.Option(help="A long run: every fault three times, more users.")] = False,
@@ -314,6 +429,11 @@ def secrets(
         "POINTS_COUPON_CODE_KEY": random.token_urlsafe(48),
         "POINTS_SIGNING_KEY": base64.b64encode(random.token_bytes(32)).decode(),
         "POINTS_SIGNING_KEY_ID": f"sig-{date.today():%Y%m%d}",
+        # PostgreSQL logins: the owner's (migrations) and each service's own role (docker-compose.yml).
+        "POSTGRES_PASSWORD": random.token_urlsafe(32),
+        "POINTS_PROJECTOR_DB_PASSWORD": random.token_urlsafe(32),
+        "POINTS_GATEWAY_DB_PASSWORD": random.token_urlsafe(32),
+        "POINTS_READER_DB_PASSWORD": random.token_urlsafe(32),
     }
     target.touch(mode=0o600, exist_ok=True)
     target.chmod(0o600)

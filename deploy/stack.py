@@ -52,6 +52,30 @@ async def seed_example_templates(dsn: str) -> None:
         await conn.close()
 
 
+async def set_service_passwords(settings: Settings) -> None:
+    """A service URL that carries a password sets that role's password (the owner runs this)."""
+    from urllib.parse import unquote, urlsplit
+
+    from shared.settings import SERVICE_ROLES
+
+    wanted = {}
+    for service, role in SERVICE_ROLES.items():
+        url = {"projector": settings.projector_database_url, "ingest": settings.gateway_database_url}[service]
+        if url is not None and urlsplit(url.get_secret_value()).password:
+            wanted[role] = unquote(urlsplit(url.get_secret_value()).password)
+    if settings.reader_db_password is not None:
+        wanted["points_reader"] = settings.reader_db_password.get_secret_value()
+    if not wanted:
+        return
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        for role, password in wanted.items():
+            await conn.execute(await conn.fetchval("SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)",
+                                                   role, password))
+    finally:
+        await conn.close()
+
+
 class Stack:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -139,6 +163,7 @@ class Stack:
         asyncio.run(ensure_topics(self.settings.kafka_bootstrap_servers, self.layout(), echo=echo))
         echo("applying migrations")
         apply_migrations(self.settings.dsn)
+        asyncio.run(set_service_passwords(self.settings))
         if self.settings.env != "prod":
             asyncio.run(seed_example_templates(self.settings.dsn))
 

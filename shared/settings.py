@@ -19,6 +19,8 @@ DEV_COUPON_SECRET = "dev-only-points-coupon-secret-change-me-0123456789"
 DEV_COUPON_CODE_KEY = "dev-only-points-coupon-code-key-change-me-0123456789"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The PostgreSQL role each service logs in as (services/projector/migrations/0011.service-roles.sql).
+SERVICE_ROLES = {"projector": "points_projector", "ingest": "points_gateway"}
 # HS256 and HMAC keys shorter than their hash's output can be searched offline.
 MIN_SECRET_LENGTH = 32
 
@@ -94,7 +96,15 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
     # False when the broker is someone else's (a container, a cluster): `up` then only waits for it.
     manage_kafka: bool = Field(True, alias="POINTS_MANAGE_KAFKA")
+    # The owner's login: migrations, `points` tools. The services log in as their own roles (below).
     database_url: str | None = Field(None, alias="DATABASE_URL")
+    # Each service's own login (migration 0011 makes the roles and their grants). Unset with the
+    # embedded server: the role on it. Unset with DATABASE_URL: refused in production, the owner's
+    # login otherwise (a container someone else runs for the tests).
+    projector_database_url: SecretStr | None = Field(None, alias="POINTS_PROJECTOR_DATABASE_URL")
+    gateway_database_url: SecretStr | None = Field(None, alias="POINTS_GATEWAY_DATABASE_URL")
+    # The read-only role's password (dashboards), set by `points init` when given.
+    reader_db_password: SecretStr | None = Field(None, alias="POINTS_READER_DB_PASSWORD")
     jwt_secret: SecretStr = Field(SecretStr(DEV_JWT_SECRET), alias="POINTS_JWT_SECRET")
     jwks_url: str | None = Field(None, alias="POINTS_JWKS_URL")
     # Tokens must name this audience (`aud`), and this issuer (`iss`) when one is set: a token minted
@@ -192,6 +202,19 @@ class Settings(BaseSettings):
     def dsn(self) -> str:
         """Where PostgreSQL is: DATABASE_URL, or the embedded server the launcher runs."""
         return self.database_url or f"postgresql://postgres@127.0.0.1:{self.postgres_port}/points"
+
+    def service_dsn(self, service: Literal["projector", "ingest"]) -> str:
+        """Where a service logs in to PostgreSQL: as its own role, with only its grants."""
+        explicit = {"projector": self.projector_database_url, "ingest": self.gateway_database_url}[service]
+        if explicit is not None:
+            return explicit.get_secret_value()
+        if self.uses_embedded_postgres:
+            return f"postgresql://{SERVICE_ROLES[service]}@127.0.0.1:{self.postgres_port}/points"
+        if self.env == "prod":
+            name = "POINTS_PROJECTOR_DATABASE_URL" if service == "projector" else "POINTS_GATEWAY_DATABASE_URL"
+            raise ValueError(f"{name} must be set: the {service} logs in as {SERVICE_ROLES[service]}, never as "
+                             "the owner of DATABASE_URL, who could rewrite the read models")
+        return self.dsn
 
     @property
     def gateway_url(self) -> str:

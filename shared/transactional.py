@@ -36,6 +36,9 @@ State = TypeVar("State")
 TRANSACTIONS = Histogram("points_transaction_seconds", "Time to handle and commit one batch", ["group"])
 ABORTED = Counter("points_transactions_aborted_total", "Batches rolled back and read again after a failure",
                   ["group"])
+# Aborts in a row with no commit between: past this the producer is taken to be spent (fenced,
+# or refused by the broker for good) and the process exits, to be restarted with a fresh one.
+MAX_ABORTS_IN_A_ROW = 5
 DEFERRED = Counter("points_batches_deferred_total", "Partitions' records held back until a topic they wait for "
                    "was read to its end", ["group", "topic"])
 
@@ -163,6 +166,7 @@ class TransactionalWorker(Generic[State]):
 
     # -- the loop -----------------------------------------------------------------------------
     async def run(self) -> None:
+        aborts_in_a_row = 0
         while self.running:
             self.check()
             unrestored = {tp.partition for tp in self.consumer.assignment()} - self.owned
@@ -182,13 +186,25 @@ class TransactionalWorker(Generic[State]):
                 raise
             except Exception:
                 ABORTED.labels(self.group).inc()
+                aborts_in_a_row += 1
+                if aborts_in_a_row >= MAX_ABORTS_IN_A_ROW:
+                    log.error("transactions keep failing; stopping so a fresh process (and producer) takes over",
+                              extra={"group": self.group, "aborts": aborts_in_a_row})
+                    raise
                 log.exception("transaction failed; restoring the last committed state")
                 with contextlib.suppress(Exception):  # usually aborted already by the context manager
                     await self.producer.abort_transaction()
                 self.rolled_back()
+                await asyncio.sleep(min(0.25 * 2 ** aborts_in_a_row, 5.0))  # a broker away for a moment
                 async with self.batch_lock:
-                    await self._recover()
+                    try:
+                        await self._recover()
+                    except Exception:
+                        # Not owned until restored: the loop retries the restore before reading on.
+                        log.exception("restoring state failed; will retry", extra={"group": self.group})
+                        self.forget({tp.partition for tp in self.consumer.assignment()})
                 continue
+            aborts_in_a_row = 0
             self.committed(results)
 
     async def _retry_restore(self, partitions: set[int]) -> None:

@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.pool = await create_pool(settings.dsn, min_size=1, max_size=10)
+        app.state.pool = await create_pool(settings.service_dsn("ingest"), min_size=1, max_size=10)
         app.state.publisher = KafkaPublisher(settings.kafka_bootstrap_servers, settings.signer(),
                                              settings.publish_timeout_seconds)
         await app.state.publisher.start()

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (InvalidProducerEpoch, InvalidProducerIdMapping, KafkaError, OutOfOrderSequenceNumber,
+                             UnknownProducerId)
+from prometheus_client import Counter
 
 from services.ingest.problems import Problem
 from shared.envelope import to_record
@@ -16,17 +19,27 @@ SOURCE = "/points/ingest"
 log = logging.getLogger("points.ingest")
 
 
+# The broker no longer accepts this producer's sequence (a batch given up on while the broker was
+# away, a broker restarted): the producer can never send again, and aiokafka does not reset it.
+_SPENT_PRODUCER = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, InvalidProducerIdMapping)
+PRODUCERS_REPLACED = Counter("ingest_producers_replaced_total",
+                             "Kafka producers replaced after the broker stopped accepting their sequence")
+
+
 class KafkaPublisher:
     def __init__(self, bootstrap: str, signer: Signer, timeout: float = 5.0):
+        self._bootstrap = bootstrap
         self._signer = signer
         self._timeout = timeout
+        self._producer = self._new_producer()
+        self._replacing = asyncio.Lock()
+        self.started = False
+
+    def _new_producer(self) -> AIOKafkaProducer:
         # acks=all + idempotence: a broker-acknowledged record survives, and a retried send
         # inside the producer cannot write it twice.
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-            linger_ms=2, request_timeout_ms=10000,
-        )
-        self.started = False
+        return AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True,
+                                linger_ms=2, request_timeout_ms=10000)
 
     async def start(self) -> None:
         await self._producer.start()
@@ -51,8 +64,27 @@ class KafkaPublisher:
         # With the broker down a client hears 503 in seconds rather than waiting out every retry.
         # A record that times out here may still be stored later: the caller acknowledged nothing,
         # and its retry (same nonce or key) publishes the same record, which consumers apply once.
-        await asyncio.wait_for(
-            self._producer.send_and_wait(topic, record.value, key=record.key, headers=record.headers), self._timeout)
+        producer = self._producer
+        try:
+            await asyncio.wait_for(
+                producer.send_and_wait(topic, record.value, key=record.key, headers=record.headers), self._timeout)
+        except _SPENT_PRODUCER:
+            await self._replace(producer)
+            raise
+
+    async def _replace(self, spent: AIOKafkaProducer) -> None:
+        """A new producer (a new producer id) in place of a spent one; the caller's retry sends the same
+        record again, which every consumer applies once (they key on the event or command id)."""
+        async with self._replacing:
+            if self._producer is not spent:
+                return  # another request replaced it already
+            fresh = self._new_producer()
+            await fresh.start()
+            self._producer = fresh
+            PRODUCERS_REPLACED.inc()
+            log.warning("points.kafka.producer_replaced", extra={"reason": "broker refused its sequence"})
+        with contextlib.suppress(Exception):
+            await spent.stop()
 
 
 async def publish_or_503(publisher: KafkaPublisher, topic: str, event: Event, *, key: str, what: str) -> None:

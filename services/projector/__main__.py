@@ -6,7 +6,6 @@ import logging
 
 from services.projector import health
 from services.projector.consumer import Projector
-from services.projector.schema import apply_migrations
 from services.projector.set_aside import SetAside
 from shared import logs
 from shared.lifecycle import run_until_stopped
@@ -19,8 +18,8 @@ log = logging.getLogger("points.projector")
 
 async def main() -> None:
     settings = get_settings()
-    await asyncio.to_thread(apply_migrations, settings.dsn)
-    pool = await create_pool(settings.dsn, min_size=1, max_size=4)
+    # The schema is the owner's to change (`points up` / `points init` migrate); this role only writes rows.
+    pool = await create_pool(settings.service_dsn("projector"), min_size=1, max_size=4)
     projector = Projector(settings.kafka_bootstrap_servers, pool, settings.keyring(),
                           set_aside=SetAside(settings.kafka_bootstrap_servers, settings.signer()))
     await projector.start()

@@ -179,3 +179,39 @@ def test_a_production_gateway_shows_no_docs_or_metrics_on_its_public_port(stack,
         assert "ingest_http_requests_total" in httpx.get(f"http://127.0.0.1:{ops_port}/metrics").text
     finally:
         process.stop()
+
+
+# The deployment guide's "Award Points Manually", as written.
+GUIDE_MANUAL_AWARD = """INSERT INTO points_events (
+  user_id, event_type, event_time, points_delta,
+  proof_type, validation_status, validated_by
+) VALUES (
+  'someone', 'admin_award', now(), 100,
+  'manual_admin', 'validated', 'mallory@example.com'
+)"""
+
+
+async def test_only_the_projector_writes_the_read_models_and_only_the_gateway_its_claims(settings):
+    import asyncpg
+
+    if not settings.uses_embedded_postgres:
+        pytest.skip("on someone else's server the services log in as whatever DATABASE_URL says")
+    gateway = await asyncpg.connect(settings.service_dsn("ingest"))
+    projector = await asyncpg.connect(settings.service_dsn("projector"))
+    try:
+        for statement in (GUIDE_MANUAL_AWARD, "UPDATE coupons SET status = 'revoked'",
+                          "UPDATE user_points_cache SET available_points = 999999",
+                          "DELETE FROM fraud_insights", "UPDATE projector_offsets SET next_offset = 0"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await gateway.execute(statement)
+        for statement in ("DELETE FROM used_nonces", "UPDATE feature_flags SET points_system_enabled = false",
+                          "DELETE FROM points_events", "DROP TABLE coupons"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await projector.execute(statement)
+        # What each needs, it has.
+        assert await gateway.fetchval("SELECT count(*) FROM points_events") >= 0
+        assert await gateway.fetchval("SELECT count(*) FROM used_nonces") >= 0
+        assert await projector.fetchval("SELECT count(*) FROM projector_offsets") > 0
+    finally:
+        await gateway.close()
+        await projector.close()

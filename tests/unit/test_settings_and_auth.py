@@ -105,7 +105,7 @@ def test_the_points_command_runs_a_dev_stack_unless_told_otherwise(monkeypatch):
 
 
 def test_a_token_with_every_claim_in_order_is_accepted():
-    principal = TokenVerifier(Settings(POINTS_ENV="test")).verify(jwt.encode(GOOD, DEV_JWT_SECRET, algorithm="HS256"))
+    principal = TokenVerifier(Settings(POINTS_ENV="test")).verify(jwt.encode(claims(), DEV_JWT_SECRET, algorithm="HS256"))
     assert principal.sub == "a"
 
 
@@ -126,26 +126,34 @@ def test_dev_tokens_are_refused_once_a_real_secret_is_configured():
         mint_dev_token(Settings(POINTS_ENV="dev", POINTS_JWT_SECRET=REAL_SECRET), "alice")
 
 
-NOW = int(time.time())
-GOOD = {"sub": "a", "iat": NOW, "exp": NOW + 60, "aud": "points-ledger"}
+DROP = object()
 
 
-@pytest.mark.parametrize("claims,key,alg", [
-    ({**GOOD, "exp": NOW - 100, "iat": NOW - 200}, DEV_JWT_SECRET, "HS256"),
-    ({**GOOD, "aud": "another-service"}, DEV_JWT_SECRET, "HS256"),
-    ({k: v for k, v in GOOD.items() if k != "aud"}, DEV_JWT_SECRET, "HS256"),
-    ({k: v for k, v in GOOD.items() if k != "iat"}, DEV_JWT_SECRET, "HS256"),
-    ({**GOOD, "exp": NOW + 2 * 24 * 3600}, DEV_JWT_SECRET, "HS256"),
-    ({**GOOD, "sub": "x" * 256}, DEV_JWT_SECRET, "HS256"),
-    ({**GOOD, "sub": "\ud800"}, DEV_JWT_SECRET, "HS256"),
-    (GOOD, "another-key-entirely-0123456789abcdef", "HS256"),
-    (GOOD, None, "none"),
-    ({k: v for k, v in GOOD.items() if k != "exp"}, DEV_JWT_SECRET, "HS256"),
-    ({**GOOD, "role": "root"}, DEV_JWT_SECRET, "HS256"),
+def claims(**changes) -> dict:
+    """A valid token's claims, made when the test runs (never at collection), with `changes` applied:
+    a callable gets the current time, DROP removes the claim."""
+    now = int(time.time())
+    made = {"sub": "a", "iat": now, "exp": now + 60, "aud": "points-ledger"}
+    made.update({k: (v(now) if callable(v) else v) for k, v in changes.items()})
+    return {k: v for k, v in made.items() if v is not DROP}
+
+
+@pytest.mark.parametrize("changes,key,alg", [
+    ({"exp": lambda now: now - 100, "iat": lambda now: now - 200}, DEV_JWT_SECRET, "HS256"),
+    ({"aud": "another-service"}, DEV_JWT_SECRET, "HS256"),
+    ({"aud": DROP}, DEV_JWT_SECRET, "HS256"),
+    ({"iat": DROP}, DEV_JWT_SECRET, "HS256"),
+    ({"exp": DROP}, DEV_JWT_SECRET, "HS256"),
+    ({"exp": lambda now: now + 2 * 24 * 3600}, DEV_JWT_SECRET, "HS256"),
+    ({"sub": "x" * 256}, DEV_JWT_SECRET, "HS256"),
+    ({"sub": "\ud800"}, DEV_JWT_SECRET, "HS256"),
+    ({"role": "root"}, DEV_JWT_SECRET, "HS256"),
+    ({}, "another-key-entirely-0123456789abcdef", "HS256"),
+    ({}, None, "none"),
 ])
-def test_bad_tokens_are_unauthorized(claims, key, alg):
+def test_bad_tokens_are_unauthorized(changes, key, alg):
     with pytest.raises(Problem) as refused:
-        TokenVerifier(Settings(POINTS_ENV="test")).verify(jwt.encode(claims, key, algorithm=alg))
+        TokenVerifier(Settings(POINTS_ENV="test")).verify(jwt.encode(claims(**changes), key, algorithm=alg))
     assert refused.value.status == 401
 
 

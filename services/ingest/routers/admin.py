@@ -128,13 +128,19 @@ async def create_template(body: NewTemplate, admin: Admin, pool: Pool) -> JSONRe
 @router.put("/coupon-templates/{template_id}", response_model=Template, responses=problem_responses(404))
 async def update_template(template_id: UUID, body: TemplateChange, admin: Admin, pool: Pool) -> Template:
     """Change, activate or deactivate a coupon template; coupons already issued keep their terms."""
-    changes = body.model_dump(exclude_none=True)
+    row = await change_template(pool, template_id, body.model_dump(exclude_none=True), admin=admin.sub)
+    if row is None:
+        raise Problem(404, "template-not-found", "No such coupon template.")
+    return Template(**dict(row))
+
+
+async def change_template(pool, template_id: UUID, changes: dict, *, admin: str):
+    """Apply the changes and log who made them; the new row, or None for an unknown template."""
     assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(changes, start=2))
     row = await pool.fetchrow(
         f"UPDATE coupon_templates SET {assignments + ', ' if assignments else ''}updated_at = now() "
         f"WHERE template_id = $1 RETURNING {_TEMPLATE_COLUMNS}", template_id, *changes.values())
-    if row is None:
-        raise Problem(404, "template-not-found", "No such coupon template.")
-    log.warning("points.template.changed", extra={"admin": admin.sub, "template_id": str(template_id),
-                                                  "changes": changes})
-    return Template(**dict(row))
+    if row is not None:
+        log.warning("points.template.changed", extra={"admin": admin, "template_id": str(template_id),
+                                                      "changes": changes})
+    return row

@@ -78,16 +78,20 @@ class Held(BaseModel):
 @router.post("/hold-pending", response_model=Held, responses=problem_responses(503))
 async def hold_pending(admin: Admin, pool: Pool, publisher: Publisher) -> Held:
     """Send every still-undecided event to the review queue (the guide's partial rollback)."""
+    return Held(held=await hold_every_pending(pool, publisher, admin=admin.sub, now=utcnow()))
+
+
+async def hold_every_pending(pool, publisher, *, admin: str, now) -> int:
+    """A hold command for every event still pending; the validator holds those it has not decided yet."""
     rows = await pool.fetch("SELECT id, user_id, event_type, event_time, points_delta, proof_type FROM points_events "
                             "WHERE validation_status = 'pending'")
-    now = utcnow()
     for r in rows:
         await publish_review(publisher, HoldEvent(
-            command_id=uuid4(), user_id=r["user_id"], issued_at=now, event_id=r["id"], admin=admin.sub,
+            command_id=uuid4(), user_id=r["user_id"], issued_at=now, event_id=r["id"], admin=admin,
             event_type=r["event_type"], event_time=r["event_time"], points=r["points_delta"],
             proof_type=r["proof_type"]))
-    log.warning("points.review.hold_pending", extra={"admin": admin.sub, "held": len(rows)})
-    return Held(held=len(rows))
+    log.warning("points.review.hold_pending", extra={"admin": admin, "held": len(rows)})
+    return len(rows)
 
 
 async def publish_review(publisher, command) -> None:

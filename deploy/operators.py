@@ -1,0 +1,74 @@
+"""What the deployment guide's operator SQL does, done through the log instead: the same commands
+the admin API runs (services/ingest), so the redeemer, the validator and the read models all learn
+of it, each naming the operator and safe to run twice."""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from uuid import UUID
+
+from services.ingest import redemptions
+from services.ingest.publisher import KafkaPublisher
+from services.ingest.replies import ReplyWaiter
+from services.ingest.routers.admin import AwardRequest, change_template
+from services.ingest.routers.review import hold_every_pending
+from shared.db import create_pool
+from shared.events import utcnow
+from shared.settings import Settings
+
+
+@asynccontextmanager
+async def gateway_ports(settings: Settings, *, answers: bool = False) -> AsyncIterator[redemptions.Ports]:
+    """The gateway's adapters, for one command: a pool, a publisher and, when a command needs the
+    redeemer's answer, a reply reader."""
+    pool = await create_pool(settings.dsn, min_size=1, max_size=2)
+    publisher = KafkaPublisher(settings.kafka_bootstrap_servers, settings.signer(), settings.publish_timeout_seconds)
+    replies = ReplyWaiter(settings.kafka_bootstrap_servers, settings.keyring())
+    try:
+        await publisher.start()
+        if answers:
+            await replies.start()
+        yield redemptions.Ports(pool=pool, publisher=publisher, replies=replies, settings=settings,
+                                keys=settings.coupon_keys())
+    finally:
+        if replies.started:
+            await replies.stop()
+        await publisher.stop()
+        await pool.close()
+
+
+def award_key(operator: str, user_id: str, points: int, reason: str) -> str:
+    """The same award typed twice is one award: its Idempotency-Key follows from what it says."""
+    return "cli-" + hashlib.sha256(f"{operator}\x00{user_id}\x00{points}\x00{reason}".encode()).hexdigest()[:40]
+
+
+async def award(settings: Settings, *, operator: str, user_id: str, points: int, reason: str,
+                key: str | None = None) -> redemptions.Reply:
+    checked = AwardRequest(user_id=user_id, points=points, reason=reason)  # the API's own limits
+    async with gateway_ports(settings) as ports:
+        return await redemptions.award(ports, admin=operator, user_id=checked.user_id, points=checked.points,
+                                       reason=checked.reason,
+                                       key=key or award_key(operator, user_id, points, reason), now=utcnow())
+
+
+async def revoke(settings: Settings, *, operator: str, coupon_id: UUID, refund: bool) -> redemptions.Reply:
+    async with gateway_ports(settings, answers=True) as ports:
+        coupon = await ports.pool.fetchrow("SELECT coupon_id, user_id FROM coupons WHERE coupon_id = $1", coupon_id)
+        if coupon is None:
+            return redemptions.Reply(404, {"coupon_id": str(coupon_id), "status": "not-found"}, {})
+        return await redemptions.revoke(ports, admin=operator, coupon=coupon, refund=refund, now=utcnow())
+
+
+async def hold_pending(settings: Settings, *, operator: str) -> int:
+    async with gateway_ports(settings) as ports:
+        return await hold_every_pending(ports.pool, ports.publisher, admin=operator, now=utcnow())
+
+
+async def set_template_active(settings: Settings, *, operator: str, template_id: UUID, active: bool) -> dict | None:
+    pool = await create_pool(settings.dsn, min_size=1, max_size=1)
+    try:
+        row = await change_template(pool, template_id, {"is_active": active}, admin=operator)
+        return None if row is None else {k: str(v) if isinstance(v, UUID) else v for k, v in dict(row).items()}
+    finally:
+        await pool.close()

@@ -1,0 +1,111 @@
+"""`points admin ...`: what the guide's operator SQL did to the read models, done through the log,
+naming the operator, and safe to run twice."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from tests.helpers import coupon_template, decided_event, eventually, habit_event, new_user, one_coupon_customer
+
+pytestmark = pytest.mark.integration
+OPERATOR = "ops@example.com"
+
+
+def points_admin(*args: str) -> tuple[int, dict]:
+    result = subprocess.run([sys.executable, "-m", "deploy.cli", "admin", *args, "--operator", OPERATOR],
+                            capture_output=True, text=True, env=os.environ, timeout=120)
+    return result.returncode, json.loads(result.stdout.strip().splitlines()[-1]) if result.stdout.strip() else {}
+
+
+async def test_an_award_from_the_command_line_lands_in_the_ledger_naming_the_operator_once(gateway, token, db):
+    user = new_user()
+    headers = token(user)
+
+    first = await asyncio.to_thread(points_admin, "award", "--user", user, "--points", "250", "--reason", "support #812")
+    again = await asyncio.to_thread(points_admin, "award", "--user", user, "--points", "250", "--reason", "support #812")
+
+    assert first[0] == 0 and again[0] == 0
+    assert first[1]["event_id"] == again[1]["event_id"] and first[1]["validated_by"] == OPERATOR
+
+    async def credited():
+        return (await gateway.get("/v1/me/points", headers=headers)).json()["available_points"] == 250
+
+    await eventually(credited)
+    row = await db.fetchrow("SELECT event_type, validated_by, validation_status FROM points_events WHERE id = $1",
+                            uuid.UUID(first[1]["event_id"]))
+    assert dict(row) == {"event_type": "admin_award", "validated_by": OPERATOR, "validation_status": "validated"}
+
+
+async def test_an_award_the_api_would_refuse_is_refused_here_too(gateway):
+    status, body = await asyncio.to_thread(points_admin, "award", "--user", new_user(), "--points", "0",
+                                           "--reason", "nothing")
+    assert status == 1 and body["http_status"] == 422
+
+
+async def test_a_coupon_revoked_from_the_command_line_is_refused_at_the_till_and_refunded_once(gateway, token):
+    user, headers, template_id = await one_coupon_customer(gateway, token, 300, "Operator revoke")
+    issued = await gateway.post("/v1/redemptions", json={"template_id": template_id},
+                                headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
+    coupon_id = issued.json()["coupon_id"]
+
+    first = await asyncio.to_thread(points_admin, "revoke", coupon_id, "--refund")
+    again = await asyncio.to_thread(points_admin, "revoke", coupon_id, "--refund")
+
+    assert first[0] == 0 and first[1]["status"] == "revoked" and first[1]["refunded_points"] == 300
+    assert again[0] == 0 and again[1]["already"] is True
+    till = await gateway.post("/v1/coupons/redeem", json={"code": issued.json()["code"]},
+                              headers=token("till-3", "merchant"))
+    assert till.status_code == 409 and till.json()["type"].endswith("/coupon-revoked")
+
+    async def refunded_once():
+        return (await gateway.get("/v1/me/points", headers=headers)).json()["available_points"] == 300
+
+    await eventually(refunded_once)
+    await asyncio.sleep(1)  # a second refund, had there been one, would have landed by now
+    assert (await gateway.get("/v1/me/points", headers=headers)).json()["available_points"] == 300
+
+
+async def test_a_template_disabled_from_the_command_line_is_no_longer_offered(gateway, token):
+    admin = token("support@example.com", "admin")
+    template_id = await coupon_template(gateway, admin, 50, "Operator disable")
+    headers = token(new_user())
+
+    status, body = await asyncio.to_thread(points_admin, "template", "disable", template_id)
+
+    assert status == 0 and body["is_active"] is False
+    offered = (await gateway.get("/v1/coupon-templates", headers=headers)).json()
+    assert template_id not in {t["template_id"] for t in offered}
+    refused = await gateway.post("/v1/redemptions", json={"template_id": template_id},
+                                 headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
+    assert refused.status_code == 409 and refused.json()["type"].endswith("/template-inactive")
+
+
+async def test_hold_pending_from_the_command_line_sends_undecided_events_to_review_naming_the_operator(
+        stack, gateway, token, db):
+    validator = stack.service("validator").process(stack.settings)
+    os.kill(validator.pid(), signal.SIGKILL)
+    headers = token(new_user())
+    try:
+        accepted = await gateway.post("/v1/events", json=habit_event(), headers=headers)
+        event_id = accepted.json()["event_id"]
+
+        async def pending():
+            return await db.fetchval("SELECT validation_status = 'pending' FROM points_events WHERE id = $1::uuid",
+                                     event_id)
+
+        await eventually(pending)
+        status, body = await asyncio.to_thread(points_admin, "hold-pending", "--yes")
+        assert status == 0 and body["held"] >= 1
+    finally:
+        await asyncio.to_thread(stack.up, echo=lambda _: None)
+
+    decided = await decided_event(gateway, headers, event_id, timeout=60)
+    assert decided["validation_status"] == "pending_review"
+    assert await db.fetchval("SELECT validated_by FROM points_events WHERE id = $1::uuid", event_id) == OPERATOR
