@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import httpx
+from aiokafka import AIOKafkaProducer
 
 
 def new_user() -> str:
@@ -96,3 +97,15 @@ async def one_coupon_customer(gateway: httpx.AsyncClient, token, points_cost: in
     headers = token(user)
     await fund(gateway, admin, headers, user, points_cost)
     return user, headers, template_id
+
+
+async def produce(settings, records, partition: int | None = None) -> None:
+    """Write (topic, Record) pairs straight onto the log, as a broker client would (acks=all)."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for topic, record in records:
+            await producer.send_and_wait(topic, record.value, key=record.key, headers=record.headers,
+                                         partition=partition)
+    finally:
+        await producer.stop()

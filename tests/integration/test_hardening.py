@@ -9,14 +9,13 @@ import uuid
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from deploy.launchers.process import ManagedProcess, wait_until
 from shared import topics
 from shared.envelope import to_record
 from shared.events import EventDecided, utcnow
 from shared.settings import REPO_ROOT
-from tests.helpers import coupon_template, eventually, fund, habit_event, held_event, new_user, one_coupon_customer
+from tests.helpers import eventually, habit_event, held_event, new_user, one_coupon_customer, produce
 
 pytestmark = pytest.mark.integration
 
@@ -129,13 +128,7 @@ async def test_a_balance_beyond_32_bits_is_projected_not_refused(settings, db, g
     credit = EventDecided(event_id=uuid.uuid4(), user_id=user, event_type="admin_award", event_time=now,
                           points_delta=3_000_000_000, proof_type="manual_admin", validation_status="validated",
                           trust_score=100, reasons=("migration",), rule_set="admin", validated_by="ops", decided_at=now)
-    record = settings.signer().sign(to_record(credit, key=user, source="/x"))
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(topics.LEDGER, record.value, key=record.key, headers=record.headers)
-    finally:
-        await producer.stop()
+    await produce(settings, [(topics.LEDGER, settings.signer().sign(to_record(credit, key=user, source="/x")))])
 
     async def balance():
         return (await gateway.get("/v1/me/points", headers=token(user))).json()["available_points"]
@@ -215,3 +208,18 @@ async def test_only_the_projector_writes_the_read_models_and_only_the_gateway_it
     finally:
         await gateway.close()
         await projector.close()
+
+
+async def test_expired_challenges_and_old_failed_codes_are_removed_by_the_gateway(db):
+    merchant, user = f"old-till-{uuid.uuid4().hex[:8]}", new_user()
+    await db.execute("INSERT INTO merchant_failed_attempts (merchant, attempted_at) VALUES ($1, now() - interval '2 hours')",
+                     merchant)
+    await db.execute("INSERT INTO attestation_challenges (challenge, user_id, expires_at) "
+                     "VALUES ($1, $2, now() - interval '1 minute')", os.urandom(32), user)
+
+    async def removed():
+        left = await db.fetchval("SELECT count(*) FROM merchant_failed_attempts WHERE merchant = $1", merchant)
+        left += await db.fetchval("SELECT count(*) FROM attestation_challenges WHERE user_id = $1", user)
+        return left == 0
+
+    assert await eventually(removed, timeout=30)

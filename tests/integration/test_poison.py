@@ -11,12 +11,11 @@ import uuid
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from shared import topics
 from shared.envelope import to_record
 from shared.events import EventDecided, utcnow
-from tests.helpers import decided_event, eventually, habit_event, new_user
+from tests.helpers import decided_event, eventually, habit_event, new_user, produce
 
 pytestmark = pytest.mark.integration
 
@@ -26,16 +25,6 @@ def decision(user: str, reasons=("ok",)) -> EventDecided:
     return EventDecided(event_id=uuid.uuid4(), user_id=user, event_type="admin_award", event_time=now,
                         points_delta=5, proof_type="manual_admin", validation_status="validated", trust_score=100,
                         reasons=reasons, rule_set="t", validated_by="ops", decided_at=now)
-
-
-async def produce(settings, records, partition: int | None = None) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        for topic, key, value, headers in records:
-            await producer.send_and_wait(topic, value, key=key, headers=headers, partition=partition)
-    finally:
-        await producer.stop()
 
 
 def points(*args) -> subprocess.CompletedProcess:
@@ -48,7 +37,7 @@ async def test_a_record_postgresql_cannot_store_is_set_aside_and_the_partition_m
     poison = settings.signer().sign(to_record(decision(user, reasons=("bad\x00byte",)), key=user, source="/x"))
     healthy = decision(user)
     good = settings.signer().sign(to_record(healthy, key=user, source="/x"))
-    await produce(settings, [(topics.LEDGER, r.key, r.value, r.headers) for r in (poison, good)])
+    await produce(settings, [(topics.LEDGER, r) for r in (poison, good)])
 
     async def applied():
         return await db.fetchval("SELECT count(*) FROM points_events WHERE id = $1", healthy.event_id)
@@ -88,7 +77,7 @@ async def test_an_unstorable_record_on_the_log_is_set_aside_as_an_attack_and_the
     records = [signer.sign(to_record(event, key=user, source="/x")) for event, user in ((poison, huge),
                                                                                      (healthy, healthy_user))]
     # Both on one partition, the poison first: the healthy record must not wait behind it.
-    await produce(settings, [(topics.LEDGER, r.key, r.value, r.headers) for r in records], partition=0)
+    await produce(settings, [(topics.LEDGER, r) for r in records], partition=0)
 
     async def applied():
         return await db.fetchval("SELECT count(*) FROM points_events WHERE id = $1", healthy.event_id)
@@ -129,7 +118,7 @@ async def test_a_database_outage_is_waited_out_without_skipping_a_record(stack, 
     record = settings.signer().sign(to_record(during, key=user, source="/x"))
     await asyncio.to_thread(stack.postgres.stop)
     try:
-        await produce(settings, [(topics.LEDGER, record.key, record.value, record.headers)])
+        await produce(settings, [(topics.LEDGER, record)])
         await asyncio.sleep(3)  # the projector reads it and fails to write it, more than once
     finally:
         await asyncio.to_thread(stack.postgres.start, lambda _: None)
@@ -159,7 +148,7 @@ async def test_a_dead_letter_replayed_after_the_fix_is_applied(stack, settings, 
     healthy = decision(user)
     new_key = Signer.from_seed("rotating-in", bytes(range(32)))
     record = new_key.sign(to_record(healthy, key=user, source="/x"))
-    await produce(settings, [(topics.LEDGER, record.key, record.value, record.headers)])
+    await produce(settings, [(topics.LEDGER, record)])
 
     async def set_aside():
         out = points("deadletters", "list", "--json", "--reason", "unknown signing key")

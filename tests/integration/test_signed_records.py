@@ -5,12 +5,12 @@ import asyncio
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
 from shared import topics
 from shared.envelope import to_record
 from shared.signing import Keyring, Signer
-from tests.helpers import decided_event, eventually, habit_event, new_user
+from tests.helpers import decided_event, eventually, habit_event, new_user, produce
 from services.ingest.submission import accept
 from shared.events import utcnow
 
@@ -53,12 +53,7 @@ async def forge(settings, user: str, signer: Signer | None) -> str:
     record = to_record(event, key=user, source="/points/ingest")
     if signer is not None:
         record = signer.sign(record)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(topics.SUBMITTED, record.value, key=record.key, headers=record.headers)
-    finally:
-        await producer.stop()
+    await produce(settings, [(topics.SUBMITTED, record)])
     return str(event.event_id)
 
 
