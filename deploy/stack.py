@@ -185,6 +185,8 @@ class Stack:
             services[service.name] = {"pid": pid, "ready": pid is not None and service.ready()}
         return {
             "gateway_url": self.settings.gateway_url,
+            # Every gateway (API.md): one per instance; `gateway_url` is the first.
+            "gateway_urls": [self.settings.gateway_url],
             "database_url": self.settings.dsn,
             "kafka_bootstrap": self.settings.kafka_bootstrap_servers,
             "metrics_urls": self.settings.metrics_urls,

@@ -13,7 +13,7 @@ TOPIC_MESSAGES = {
     topics.FRAUD: ["dev.points.fraud.insight_raised.v1"],
     topics.REVIEWS: ["dev.points.command.review_event.v1", "dev.points.command.hold_event.v1"],
     topics.COMMANDS: ["dev.points.command.redeem_coupon.v1", "dev.points.command.use_coupon.v1",
-                      "dev.points.command.revoke_coupon.v1"],
+                      "dev.points.command.revoke_coupon.v1", "dev.points.command.claw_back.v1"],
     topics.COUPONS: ["dev.points.coupon.issued.v1", "dev.points.coupon.used.v1", "dev.points.coupon.revoked.v1"],
     topics.REPLIES: ["dev.points.command.answered.v1"],
     # The redeemer's and the validator's compacted state: internal, its format may change between releases.

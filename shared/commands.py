@@ -44,6 +44,18 @@ class RevokeCoupon(Command):
     refund: bool
 
 
+class ClawBack(Command):
+    """An admin takes points back: an amount, or what chosen validated events credited. The balance never
+    goes below zero; what it cannot cover is recorded as unrecovered."""
+
+    ce_type: ClassVar[str] = "dev.points.command.claw_back.v1"
+
+    admin: str
+    reason: str
+    points: int | None = Field(None, gt=0)
+    event_ids: tuple[UUID, ...] | None = None
+
+
 class ReviewEvent(Command):
     """An admin's verdict on an event the validator held for review."""
 
@@ -69,5 +81,5 @@ class HoldEvent(Command):
 
 
 COMMAND_TYPES: dict[str, type[Command]] = {
-    cls.ce_type: cls for cls in (RedeemCoupon, UseCoupon, RevokeCoupon, ReviewEvent, HoldEvent)
+    cls.ce_type: cls for cls in (RedeemCoupon, UseCoupon, RevokeCoupon, ClawBack, ReviewEvent, HoldEvent)
 }

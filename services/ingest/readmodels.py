@@ -35,6 +35,27 @@ async def balance(pool: asyncpg.Pool, user_id: str) -> asyncpg.Record | None:
         )
 
 
+async def review_queue(pool: asyncpg.Pool, *, limit: int, user_id: str | None, reason: str | None,
+                       after: tuple[datetime, UUID] | None) -> list[asyncpg.Record]:
+    """Held events, oldest first, after the (created_at, id) of the last one a previous page showed."""
+    return await pool.fetch(
+        "SELECT id, user_id, event_type, event_time, points_delta, trust_score, reasons, created_at "
+        "FROM points_events WHERE validation_status = 'pending_review' "
+        "AND ($2::text IS NULL OR user_id = $2) AND ($3::text IS NULL OR $3 = ANY(reasons)) "
+        "AND ($4::timestamptz IS NULL OR (created_at, id) > ($4, $5)) "
+        "ORDER BY created_at, id LIMIT $1", limit, user_id, reason, after and after[0], after and after[1])
+
+
+async def held_events(pool: asyncpg.Pool, *, event_ids: list[UUID] | None, user_id: str | None) -> list[asyncpg.Record]:
+    """The named events (any status, for the verdict's outcome), or every held event of one user."""
+    if event_ids is not None:
+        return await pool.fetch("SELECT id, user_id, validation_status FROM points_events WHERE id = ANY($1::uuid[])",
+                                event_ids)
+    return await pool.fetch("SELECT id, user_id, validation_status FROM points_events "
+                            "WHERE user_id = $1 AND validation_status = 'pending_review' ORDER BY created_at, id",
+                            user_id)
+
+
 async def history(pool: asyncpg.Pool, user_id: str, limit: int,
                   after: tuple[datetime, UUID] | None) -> list[asyncpg.Record]:
     """Newest first; `after` is the (event_time, id) of the last item of the previous page."""

@@ -19,7 +19,7 @@ from services.ingest.problems import Problem
 from services.ingest.publisher import KafkaPublisher, publish_or_503
 from services.ingest.replies import ReplyWaiter
 from shared import topics
-from shared.commands import Command, RedeemCoupon, RevokeCoupon, UseCoupon
+from shared.commands import ClawBack, Command, RedeemCoupon, RevokeCoupon, UseCoupon
 from shared.coupon_codes import CouponKeys
 from shared.events import CommandAnswered, EventDecided
 from shared.settings import Settings
@@ -161,6 +161,35 @@ async def revoke(ports: Ports, *, admin: str, coupon: asyncpg.Record, refund: bo
     answer = await _answer_or_problem(ports, command, expected="revoked", for_owner=True)
     return Reply(200, {"coupon_id": str(coupon["coupon_id"]), "status": "revoked",
                        "refunded_points": answer.detail["refunded_points"]}, {})
+
+
+async def claw_back(ports: Ports, *, admin: str, user_id: str, points: int | None, event_ids: list[UUID] | None,
+                    reason: str, key: str, now: datetime) -> Reply:
+    """Take points back through the redeemer, which owns the balance: never below zero, the rest recorded."""
+    scope = f"clawback:{admin}"
+    claimed = await idempotency.claim(
+        ports.pool, scope=scope, key=key, ttl=timedelta(hours=ports.settings.idempotency_ttl_hours), now=now,
+        request_hash=request_hash({"user_id": user_id, "points": points, "reason": reason,
+                                   "event_ids": sorted(str(e) for e in event_ids) if event_ids else None}))
+    match claimed:
+        case idempotency.KeyReused():
+            raise Problem(422, "idempotency-key-reused", "This Idempotency-Key was used for another request.",
+                          title="Unprocessable Content")
+        case idempotency.Answered():
+            return Reply(claimed.status_code, claimed.response, {})
+        case idempotency.InFlight(since=since) if now - since < timedelta(seconds=ports.settings.redemption_timeout_seconds * 2):
+            raise Problem(409, "request-in-flight", "A request with this Idempotency-Key is still being processed.",
+                          headers={"Retry-After": "1"})
+    command = ClawBack(command_id=claimed.command_id, user_id=user_id, issued_at=now, admin=admin, reason=reason,
+                       points=points, event_ids=tuple(event_ids) if event_ids else None)
+    answer = await _answer_or_problem(ports, command, expected="clawed-back", for_owner=True)
+    detail = answer.detail
+    body = {"event_id": detail["event_id"], "user_id": user_id, "requested_points": detail["requested_points"],
+            "recovered_points": detail["recovered_points"], "unrecovered_points": detail["unrecovered_points"],
+            "reversed_event_ids": detail["reversed_event_ids"], "available_points": detail["available_points"],
+            "validated_by": admin, "reason": reason}
+    await idempotency.record_answer(ports.pool, scope=scope, key=key, status_code=201, response=body)
+    return Reply(201, body, {})
 
 
 async def award(ports: Ports, *, admin: str, user_id: str, points: int, reason: str, key: str,

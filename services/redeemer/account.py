@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID, uuid5
 
-from shared.commands import Command, RedeemCoupon, RevokeCoupon, UseCoupon
+from shared.commands import ClawBack, Command, RedeemCoupon, RevokeCoupon, UseCoupon
 from shared.coupon_codes import CouponKeys
 from shared.events import CommandAnswered, CouponIssued, CouponRevoked, CouponUsed, Event, EventDecided
 
@@ -32,6 +32,10 @@ class Account:
     counted: dict[str, int] = field(default_factory=dict)
     coupons: dict[str, dict] = field(default_factory=dict)
     answers: dict[str, dict] = field(default_factory=dict)
+    # Points clawed back that the balance could not cover: owed, shown to admins, never a negative balance.
+    unrecovered: int = 0
+    # Events whose credit a clawback already reversed.
+    clawed_back: list[str] = field(default_factory=list)
 
     # -- the ledger --------------------------------------------------------------------------
     def apply_ledger(self, record: EventDecided) -> None:
@@ -55,6 +59,8 @@ class Account:
             events, outcome, detail = self._use(command, now)
         elif isinstance(command, RevokeCoupon):
             events, outcome, detail = self._revoke(command, now)
+        elif isinstance(command, ClawBack):
+            events, outcome, detail = self._claw_back(command, now)
         else:
             raise TypeError(f"no handler for {type(command).__name__}")
         answer = CommandAnswered(command_id=command.command_id, user_id=command.user_id,
@@ -130,6 +136,31 @@ class Account:
                                     refunded_points=refund, revoked_at=now))
         return events, "revoked", {**detail, "refunded_points": refund}
 
+    def _claw_back(self, command: ClawBack, now: datetime):
+        """Take back an amount, or what the chosen events credited (as counted now); never below zero."""
+        if command.event_ids is not None:
+            # Each event's credit is taken back once, however many clawbacks name it.
+            reversed_events = sorted({str(e) for e in command.event_ids
+                                      if self.counted.get(str(e), 0) > 0 and str(e) not in self.clawed_back})
+            requested = sum(self.counted[e] for e in reversed_events)
+            self.clawed_back.extend(reversed_events)
+        else:
+            requested, reversed_events = command.points or 0, []
+        recovered = max(0, min(requested, self.balance))
+        unrecovered = requested - recovered
+        self.unrecovered += unrecovered
+        record = self._credit_or_debit(EventDecided(
+            event_id=derived_id("clawback", command.command_id), user_id=command.user_id, event_type="clawback",
+            event_time=now, points_delta=-recovered, proof_type="manual_admin", validation_status="validated",
+            trust_score=100, reasons=(command.reason, *(f"reverses:{e}" for e in reversed_events),
+                                      *((f"unrecovered:{unrecovered}",) if unrecovered else ())),
+            rule_set="redeemer-v1", validated_by=command.admin, decided_at=now, related_entity_type="clawback",
+            related_entity_id=str(command.command_id)))
+        return [record], "clawed-back", {"event_id": str(record.event_id), "requested_points": requested,
+                                         "recovered_points": recovered, "unrecovered_points": unrecovered,
+                                         "reversed_event_ids": reversed_events,
+                                         "unrecovered_total": self.unrecovered}
+
     def _forget_old_answers(self, now: datetime) -> None:
         horizon = now - ANSWER_HORIZON
         self.answers = {k: v for k, v in self.answers.items()
@@ -137,7 +168,8 @@ class Account:
 
     # -- the changelog -----------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {"balance": self.balance, "counted": self.counted, "coupons": self.coupons, "answers": self.answers}
+        return {"balance": self.balance, "counted": self.counted, "coupons": self.coupons, "answers": self.answers,
+                "unrecovered": self.unrecovered, "clawed_back": self.clawed_back}
 
     @classmethod
     def from_dict(cls, raw: dict | None) -> "Account":

@@ -92,6 +92,8 @@ async def test_fraud_alerts_show_with_their_severity_and_the_charts_are_drawn(pa
     await expect(alert).to_contain_text("rapid fire events")
     await expect(alert.locator(".badge")).to_have_text("high")
     await expect(alert.locator(".badge")).to_have_class("badge severity-high")
+    # The unfiltered list may still be on screen a moment: wait for the filtered one, then read it.
+    await expect(page.locator("#fraud-insights .badge:not(.severity-high)")).to_have_count(0)
     badges = await page.locator("#fraud-insights .badge").all_text_contents()
     assert badges and set(badges) == {"high"}
 

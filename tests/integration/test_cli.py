@@ -26,6 +26,7 @@ def test_status_json_names_every_part_with_its_pid(stack):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["gateway_url"] == stack.settings.gateway_url
+    assert report["gateway_urls"][0] == report["gateway_url"]
     assert report["kafka_bootstrap"] == stack.settings.kafka_bootstrap_servers
     assert report["database_url"] == stack.settings.dsn
     assert set(report["metrics_urls"]) == {"ingest", "validator", "projector", "redeemer"}

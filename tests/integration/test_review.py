@@ -112,3 +112,70 @@ async def test_hold_pending_sends_undecided_events_to_review_instead_of_the_vali
     assert decided["validation_status"] == "pending_review"
     assert "held_by_admin" in decided["reasons"]
     assert (await gateway.get("/v1/me/points", headers=headers)).json()["available_points"] == 0
+
+
+async def test_the_queue_pages_oldest_first_with_a_next_link_that_keeps_the_filters(gateway, token, admin):
+    user = new_user()
+    held = [await held_event(gateway, token(user), at=at) for at in spaced(3, seconds=90)]
+
+    first = await gateway.get("/v1/admin/review-queue", params={"user_id": user, "limit": 2}, headers=admin)
+    link = first.headers["link"]
+    assert link.endswith('>; rel="next"') and f"user_id={user}" in link and "limit=2" in link
+    second = await gateway.get(link[1:link.index(">")], headers=admin)
+
+    assert [e["event_id"] for e in first.json()] == held[:2]
+    assert [e["event_id"] for e in second.json()] == held[2:]
+    assert "link" not in second.headers  # the last page says so by having no next
+    assert (await gateway.get("/v1/admin/review-queue", params={"after": "not-a-cursor"},
+                              headers=admin)).status_code == 400
+
+
+async def test_the_queue_narrows_to_one_reason(gateway, token, admin):
+    user = new_user()
+    event_id = await held_event(gateway, token(user))
+
+    matching = await gateway.get("/v1/admin/review-queue", params={"user_id": user, "reason": "attestation_invalid"},
+                                 headers=admin)
+    other = await gateway.get("/v1/admin/review-queue", params={"user_id": user, "reason": "velocity_hourly"},
+                              headers=admin)
+
+    assert [e["event_id"] for e in matching.json()] == [event_id]
+    assert other.json() == []
+
+
+async def test_one_verdict_for_every_held_event_of_a_user_credits_each_once(gateway, token, admin, db):
+    user = new_user()
+    headers = token(user)
+    held = [await held_event(gateway, headers, at=at) for at in spaced(2, seconds=90)]
+
+    verdict = await gateway.post("/v1/admin/review-queue/verdicts", headers=admin,
+                                 json={"decision": "approve", "note": "same family tablet", "user_id": user})
+
+    assert verdict.status_code == 200
+    assert {(o["event_id"], o["outcome"]) for o in verdict.json()["outcomes"]} == {(e, "accepted") for e in held}
+    for event_id in held:
+        decided = await eventually(lambda e=event_id: _status_is(db, e, "validated"))
+        assert decided["validated_by"] == "reviewer@example.com"
+
+    again = await gateway.post("/v1/admin/review-queue/verdicts", headers=admin,
+                               json={"decision": "reject", "note": "second thoughts", "event_ids": held})
+    assert [o["outcome"] for o in again.json()["outcomes"]] == ["not-in-review", "not-in-review"]
+    balance = (await gateway.get("/v1/me/points", headers=headers)).json()
+    assert balance["available_points"] == 20  # two habit events of 10, each credited once
+
+
+async def test_a_bulk_verdict_says_which_events_it_could_not_find_and_needs_one_selection(gateway, admin):
+    unknown = "00000000-0000-4000-8000-000000000000"
+
+    result = await gateway.post("/v1/admin/review-queue/verdicts", headers=admin,
+                                json={"decision": "reject", "event_ids": [unknown]})
+    both = await gateway.post("/v1/admin/review-queue/verdicts", headers=admin,
+                              json={"decision": "reject", "event_ids": [unknown], "user_id": "u"})
+
+    assert result.json()["outcomes"] == [{"event_id": unknown, "outcome": "not-found", "validation_status": None}]
+    assert both.status_code == 422
+
+
+async def _status_is(db, event_id: str, status: str):
+    row = await db.fetchrow("SELECT validation_status, validated_by FROM points_events WHERE id = $1::uuid", event_id)
+    return dict(row) if row is not None and row["validation_status"] == status else None

@@ -134,3 +134,56 @@ def test_the_account_survives_its_changelog_round_trip():
     issued_coupon(account)
     restored = Account.from_dict(account.to_dict())
     assert restored == account
+
+
+def claw(points=None, event_ids=None, command_id=None):
+    from shared.commands import ClawBack
+
+    return ClawBack(command_id=command_id or uuid4(), user_id="u1", issued_at=NOW, admin="ada@example.com",
+                    reason="fraud found later", points=points, event_ids=event_ids)
+
+
+def test_a_clawback_the_balance_covers_is_a_clawback_record_naming_the_admin():
+    account = funded(100)
+
+    [record], answer = account.handle(claw(points=30), KEYS, NOW)
+
+    assert (record.event_type, record.points_delta, record.validated_by) == ("clawback", -30, "ada@example.com")
+    assert account.balance == 70 and answer.detail["unrecovered_points"] == 0
+
+
+def test_a_clawback_beyond_the_balance_takes_it_to_zero_and_records_the_rest():
+    account = funded(100)
+    account.handle(redeem(80), KEYS, NOW)
+
+    [record], answer = account.handle(claw(points=50), KEYS, NOW)
+
+    assert record.points_delta == -20 and account.balance == 0
+    assert (answer.detail["recovered_points"], answer.detail["unrecovered_points"]) == (20, 30)
+    assert account.unrecovered == 30 and "unrecovered:30" in record.reasons
+
+
+def test_clawing_back_chosen_events_takes_each_credit_once_and_a_repeat_answers_the_same():
+    fraud, honest = uuid4(), uuid4()
+    account = Account()
+    account.apply_ledger(credit(40, event_id=fraud))
+    account.apply_ledger(credit(25, event_id=honest))
+    command = claw(event_ids=(fraud,))
+
+    [record], answer = account.handle(command, KEYS, NOW)
+    again_events, again = account.handle(command, KEYS, NOW)
+    [second], later = account.handle(claw(event_ids=(fraud,)), KEYS, NOW)
+
+    assert record.points_delta == -40 and account.balance == 25
+    assert answer.detail["reversed_event_ids"] == [str(fraud)]
+    assert again_events == [] and again == answer  # the same command: nothing new
+    assert second.points_delta == 0 and later.detail["requested_points"] == 0  # that credit is gone already
+
+
+def test_an_account_keeps_what_it_clawed_back_across_a_restart():
+    account = funded(10)
+    account.handle(claw(points=25), KEYS, NOW)
+
+    restored = Account.from_dict(account.to_dict())
+
+    assert (restored.balance, restored.unrecovered) == (0, 15)

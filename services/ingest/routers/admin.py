@@ -4,9 +4,11 @@ from __future__ import annotations
 import logging
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
 from services.ingest import flags as flag_store
 from services.ingest import redemptions
@@ -69,6 +71,44 @@ async def award_points(body: AwardRequest, admin: Admin, ports: Ports, key: Idem
     """Credit a user; the ledger record names you."""
     return reply(await redemptions.award(ports, admin=admin.sub, user_id=body.user_id, points=body.points,
                                          reason=body.reason, key=require_key(key), now=utcnow()))
+
+
+class ClawbackRequest(BaseModel):
+    """An amount, or the validated events whose credit to take back; either, not both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    points: StrictInt | None = Field(None, gt=0, le=1_000_000)
+    event_ids: list[UUID] | None = Field(None, min_length=1, max_length=1000)
+    reason: Text = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _one_measure(self) -> "ClawbackRequest":
+        if (self.points is None) == (self.event_ids is None):
+            raise ValueError("give either points or event_ids")
+        return self
+
+
+class Clawback(BaseModel):
+    event_id: UUID
+    user_id: str
+    requested_points: int
+    recovered_points: int = Field(description="Taken from the balance, which never goes below zero")
+    unrecovered_points: int = Field(description="What the balance could not cover: recorded, owed")
+    reversed_event_ids: list[UUID]
+    available_points: int
+    validated_by: str
+    reason: str
+
+
+@router.post("/users/{user_id}/clawback", status_code=201, response_model=Clawback,
+             responses=problem_responses(409, 503))
+async def claw_back(user_id: Annotated[str, Path(min_length=1, max_length=255)], body: ClawbackRequest, admin: Admin,
+                    ports: Ports, key: IdempotencyKey = None) -> JSONResponse:
+    """Take points back (an amount, or chosen events' credit) as a clawback record naming you."""
+    return reply(await redemptions.claw_back(ports, admin=admin.sub, user_id=user_id, points=body.points,
+                                             event_ids=body.event_ids, reason=body.reason, key=require_key(key),
+                                             now=utcnow()))
 
 
 class RevokeRequest(BaseModel):

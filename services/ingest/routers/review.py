@@ -5,9 +5,13 @@ import logging
 from typing import Literal
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from urllib.parse import urlencode
 
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from services.ingest import cursors, readmodels
 from services.ingest.deps import Admin, Pool, Publisher
 from services.ingest.problems import COMMON_PROBLEMS, Problem, problem_responses
 from services.ingest.publisher import publish_or_503
@@ -31,15 +35,22 @@ class QueuedEvent(BaseModel):
     created_at: AwareDatetime
 
 
-@router.get("/review-queue", response_model=list[QueuedEvent])
-async def review_queue(_: Admin, pool: Pool, limit: int = Query(100, ge=1, le=1000),
-                       user_id: Text | None = Query(None, max_length=256)) -> list[QueuedEvent]:
-    """Events waiting for a person's verdict, oldest first; `user_id` narrows it to one user's."""
-    rows = await pool.fetch(
-        "SELECT id, user_id, event_type, event_time, points_delta, trust_score, reasons, created_at "
-        "FROM points_events WHERE validation_status = 'pending_review' AND ($2::text IS NULL OR user_id = $2) "
-        "ORDER BY created_at, id LIMIT $1", limit, user_id)
-    return [QueuedEvent(event_id=r["id"], **{k: r[k] for k in r.keys() if k != "id"}) for r in rows]
+@router.get("/review-queue", response_model=list[QueuedEvent], responses=problem_responses(400))
+async def review_queue(request: Request, _: Admin, pool: Pool, limit: int = Query(100, ge=1, le=1000),
+                       user_id: Text | None = Query(None, max_length=255),
+                       reason: Text | None = Query(None, max_length=200),
+                       after: str | None = Query(None, max_length=200, description="From a Link: rel=next")) -> JSONResponse:
+    """Events waiting for a person's verdict, oldest first; narrowed by user or reason; paged by Link: rel=next."""
+    rows = await readmodels.review_queue(pool, limit=limit + 1, user_id=user_id, reason=reason,
+                                         after=cursors.decode(after) if after else None)
+    page = [QueuedEvent(event_id=r["id"], **{k: r[k] for k in r.keys() if k != "id"}).model_dump(mode="json")
+            for r in rows[:limit]]
+    headers = {}
+    if len(rows) > limit:  # RFC 8288: the next page, with the same filters
+        query = {k: v for k, v in {"limit": limit, "user_id": user_id, "reason": reason}.items() if v is not None}
+        query["after"] = cursors.encode(rows[limit - 1]["created_at"], rows[limit - 1]["id"])
+        headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
+    return JSONResponse(page, headers=headers)
 
 
 class Verdict(BaseModel):
@@ -69,6 +80,61 @@ async def decide_event(event_id: UUID, body: Verdict, admin: Admin, pool: Pool, 
     log.warning("points.review.decided", extra={"admin": admin.sub, "event_id": str(event_id),
                                                 "decision": body.decision})
     return VerdictAccepted(event_id=event_id, decision=body.decision, validated_by=admin.sub)
+
+
+class BulkVerdict(BaseModel):
+    """One verdict for a selection of held events, or for every held event of one user."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "reject"]
+    note: Text | None = Field(None, max_length=1000)
+    event_ids: list[UUID] | None = Field(None, min_length=1, max_length=1000)
+    user_id: Text | None = Field(None, min_length=1, max_length=255)
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> "BulkVerdict":
+        if (self.event_ids is None) == (self.user_id is None):
+            raise ValueError("give either event_ids or user_id")
+        return self
+
+
+class VerdictOutcome(BaseModel):
+    event_id: UUID
+    # accepted: the verdict is on its way to the validator; not-in-review / not-found: nothing was sent.
+    outcome: Literal["accepted", "not-in-review", "not-found"]
+    validation_status: str | None = None
+
+
+class BulkVerdictResult(BaseModel):
+    decision: str
+    validated_by: str
+    outcomes: list[VerdictOutcome]
+
+
+@router.post("/review-queue/verdicts", response_model=BulkVerdictResult, responses=problem_responses(503))
+async def decide_many(body: BulkVerdict, admin: Admin, pool: Pool, publisher: Publisher) -> BulkVerdictResult:
+    """Approve or reject many held events at once, each recorded like a single verdict naming you."""
+    rows = await readmodels.held_events(pool, event_ids=body.event_ids, user_id=body.user_id)
+    found = {r["id"]: r for r in rows}
+    now, outcomes = utcnow(), []
+    for event_id in body.event_ids if body.event_ids is not None else list(found):
+        row = found.get(event_id)
+        if row is None:
+            outcomes.append(VerdictOutcome(event_id=event_id, outcome="not-found"))
+        elif row["validation_status"] != "pending_review":
+            outcomes.append(VerdictOutcome(event_id=event_id, outcome="not-in-review",
+                                           validation_status=row["validation_status"]))
+        else:
+            # The validator finishes a held event once, so a repeated bulk verdict changes nothing.
+            await publish_review(publisher, ReviewEvent(
+                command_id=uuid4(), user_id=row["user_id"], issued_at=now, event_id=event_id, admin=admin.sub,
+                decision=body.decision, note=body.note))
+            outcomes.append(VerdictOutcome(event_id=event_id, outcome="accepted", validation_status="pending_review"))
+    log.warning("points.review.bulk_decided", extra={
+        "admin": admin.sub, "decision": body.decision, "user_id": body.user_id,
+        "accepted": sum(o.outcome == "accepted" for o in outcomes), "asked": len(outcomes)})
+    return BulkVerdictResult(decision=body.decision, validated_by=admin.sub, outcomes=outcomes)
 
 
 class Held(BaseModel):
