@@ -24,15 +24,16 @@ async def gateway_ports(settings: Settings, *, answers: bool = False) -> AsyncIt
     redeemer's answer, a reply reader."""
     pool = await create_pool(settings.dsn, min_size=1, max_size=2)
     publisher = KafkaPublisher(settings.kafka_bootstrap_servers, settings.signer(), settings.publish_timeout_seconds)
-    replies = ReplyWaiter(settings.kafka_bootstrap_servers, settings.keyring())
+    # Made only when needed: a reader that is never started would be left unclosed at exit.
+    replies = ReplyWaiter(settings.kafka_bootstrap_servers, settings.keyring()) if answers else None
     try:
         await publisher.start()
-        if answers:
+        if replies is not None:
             await replies.start()
         yield redemptions.Ports(pool=pool, publisher=publisher, replies=replies, settings=settings,
                                 keys=settings.coupon_keys())
     finally:
-        if replies.started:
+        if replies is not None and replies.started:
             await replies.stop()
         await publisher.stop()
         await pool.close()
