@@ -164,9 +164,15 @@ async function loadQueue() {
   $("queue-empty").hidden = queue.length > 0;
 }
 
+// Only the newest request draws the list: an older answer (the sign-in's, before a filter was picked)
+// arriving late must not replace what the admin asked for since.
+let insightsAsked = 0;
+
 async function loadInsights() {
+  const asked = ++insightsAsked;
   const severity = $("severity").value;
   const insights = await api(`/v1/admin/fraud-insights?limit=100${severity ? `&severity=${severity}` : ""}`);
+  if (asked !== insightsAsked) return;
   const body = $("fraud-insights").tBodies[0];
   body.replaceChildren();
   for (const insight of insights) {
