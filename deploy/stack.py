@@ -60,7 +60,7 @@ async def set_service_passwords(settings: Settings) -> None:
 
     wanted = {}
     for service, role in SERVICE_ROLES.items():
-        url = {"projector": settings.projector_database_url, "ingest": settings.gateway_database_url}[service]
+        url = settings.service_urls[service]
         if url is not None and urlsplit(url.get_secret_value()).password:
             wanted[role] = unquote(urlsplit(url.get_secret_value()).password)
     if settings.reader_db_password is not None:

@@ -203,9 +203,14 @@ class Settings(BaseSettings):
         """Where PostgreSQL is: DATABASE_URL, or the embedded server the launcher runs."""
         return self.database_url or f"postgresql://postgres@127.0.0.1:{self.postgres_port}/points"
 
+    @property
+    def service_urls(self) -> dict[str, SecretStr | None]:
+        """Each service's own PostgreSQL login as configured (None: derived, see service_dsn)."""
+        return {"projector": self.projector_database_url, "ingest": self.gateway_database_url}
+
     def service_dsn(self, service: Literal["projector", "ingest"]) -> str:
         """Where a service logs in to PostgreSQL: as its own role, with only its grants."""
-        explicit = {"projector": self.projector_database_url, "ingest": self.gateway_database_url}[service]
+        explicit = self.service_urls[service]
         if explicit is not None:
             return explicit.get_secret_value()
         if self.uses_embedded_postgres:

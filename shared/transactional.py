@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Mapping
 from datetime import datetime
@@ -26,9 +27,9 @@ from prometheus_client import Counter, Histogram
 from shared import topics
 from shared.changelog import read_to_end
 from shared.deadletter import dead_letter
-from shared.envelope import to_record
+from shared.envelope import UnreadableRecord, from_record, to_record
 from shared.events import Event, utcnow
-from shared.signing import Signer
+from shared.signing import BadSignature, Keyring, Signer
 
 log = logging.getLogger("points.transactional")
 State = TypeVar("State")
@@ -63,7 +64,7 @@ class _Restore(ConsumerRebalanceListener):
                 log.exception("restoring state failed; will retry", extra={"group": self.worker.group})
 
 
-class TransactionalWorker(Generic[State]):
+class TransactionalWorker(ABC, Generic[State]):
     group: ClassVar[str]
     source: ClassVar[str]
     # Every input topic has the same partition count and is keyed by user, so partition p of each
@@ -75,8 +76,8 @@ class TransactionalWorker(Generic[State]):
     # handled first within a batch.
     waits_for: ClassVar[Mapping[str, str]] = {}
 
-    def __init__(self, bootstrap: str, *, signer: Signer, instance: str):
-        self.bootstrap, self.signer = bootstrap, signer
+    def __init__(self, bootstrap: str, *, signer: Signer, keyring: Keyring, instance: str):
+        self.bootstrap, self.signer, self.keyring = bootstrap, signer, keyring
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=self.group, enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset="earliest", max_poll_records=500,
@@ -99,10 +100,10 @@ class TransactionalWorker(Generic[State]):
     state_class: ClassVar[type]
 
     # -- what a service says ------------------------------------------------------------------
+    @abstractmethod
     async def handle(self, tp: TopicPartition, message, now: datetime) -> tuple[str | None, Any]:
         """Handle one input inside the open transaction: the user whose state changed (or None), and
         anything `committed` should see once the transaction is through."""
-        raise NotImplementedError
 
     def committed(self, results: list[Any]) -> None:
         """After the transaction committed: count and log, so an aborted batch is never counted twice."""
@@ -261,6 +262,16 @@ class TransactionalWorker(Generic[State]):
     async def publish(self, topic: str, event: Event, key: str, partition: int | None = None) -> None:
         record = self.signer.sign(to_record(event, key=key, source=self.source))
         await self.send(topic, record.value, key=record.key, headers=record.headers, partition=partition)
+
+    async def read(self, tp: TopicPartition, message) -> tuple[Event | None, Exception | None]:
+        """The record if our keys signed it and it is one of ours; otherwise why not, after setting it
+        aside (inside the open transaction, so it is dead-lettered exactly when the batch commits)."""
+        try:
+            self.keyring.verify(message.key, message.value, message.headers)
+            return from_record(message.key, message.value, message.headers), None
+        except (BadSignature, UnreadableRecord) as exc:
+            await self.dead_letter(tp, message, str(exc))
+            return None, exc
 
     async def dead_letter(self, tp: TopicPartition, message, reason: str) -> None:
         letter = dead_letter(message.key, message.value, message.headers, reason=reason, topic=tp.topic,

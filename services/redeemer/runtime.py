@@ -17,9 +17,8 @@ from services.redeemer.account import Account
 from shared import topics
 from shared.commands import Command
 from shared.coupon_codes import CouponKeys
-from shared.envelope import UnreadableRecord, from_record
 from shared.events import CommandAnswered, EventDecided
-from shared.signing import BadSignature, Keyring, Signer
+from shared.signing import Keyring, Signer
 from shared.transactional import TransactionalWorker
 
 log = logging.getLogger("points.redeemer")
@@ -38,16 +37,13 @@ class Redeemer(TransactionalWorker[Account]):
     waits_for = {topics.COMMANDS: topics.LEDGER}
 
     def __init__(self, bootstrap: str, *, signer: Signer, keyring: Keyring, keys: CouponKeys, instance: str):
-        super().__init__(bootstrap, signer=signer, instance=instance)
-        self.keyring, self.keys = keyring, keys
+        super().__init__(bootstrap, signer=signer, keyring=keyring, instance=instance)
+        self.keys = keys
 
     async def handle(self, tp: TopicPartition, message, now: datetime) -> tuple[str | None, CommandAnswered | None]:
-        try:
-            self.keyring.verify(message.key, message.value, message.headers)
-            record = from_record(message.key, message.value, message.headers)
-        except (BadSignature, UnreadableRecord) as exc:
+        record, refused = await self.read(tp, message)
+        if refused is not None:
             DEAD.labels(tp.topic).inc()
-            await self.dead_letter(tp, message, str(exc))
             return None, None
         if isinstance(record, EventDecided):
             self.state(tp.partition, record.user_id).apply_ledger(record)

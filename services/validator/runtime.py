@@ -24,9 +24,8 @@ from services.validator.signals import RuleSet
 from services.validator.state import Sighting, Sightings, UserState
 from shared import topics
 from shared.commands import HoldEvent, ReviewEvent
-from shared.envelope import UnreadableRecord, from_record
 from shared.events import EventSubmitted, utcnow
-from shared.signing import BadSignature, Keyring, Signer
+from shared.signing import Keyring, Signer
 from shared.topic_admin import partitions_of
 from shared.transactional import TransactionalWorker
 
@@ -52,12 +51,11 @@ class Validator(TransactionalWorker[UserState]):
     waits_for = {topics.SUBMITTED: topics.REVIEWS}
 
     def __init__(self, bootstrap: str, *, signer: Signer, keyring: Keyring, rules: RuleSet, instance: str):
-        super().__init__(bootstrap, signer=signer, instance=instance)
-        self.keyring, self.rules = keyring, rules
+        super().__init__(bootstrap, signer=signer, keyring=keyring, instance=instance)
+        self.rules = rules
         self.sightings = Sightings()
         self._sightings_read = asyncio.Event()
         self._following: asyncio.Task | None = None
-
 
     async def start(self) -> None:
         self._following = asyncio.create_task(self._follow_sightings())
@@ -116,20 +114,17 @@ class Validator(TransactionalWorker[UserState]):
     async def handle(self, tp: TopicPartition, message, now: datetime) -> tuple[str | None, Handled]:
         handled = await self._decide(tp, message, now)
         for sighting in handled.sightings:
-            await self.producer.send(topics.VALIDATOR_SIGHTINGS, sighting.value(), key=sighting.key())
+            await self.send(topics.VALIDATOR_SIGHTINGS, sighting.value(), key=sighting.key())
         for out in handled.publish:
             await self.publish(out.topic, out.event, out.key)
         return handled.changed_user, handled
 
     async def _decide(self, tp: TopicPartition, message, now: datetime) -> Handled:
-        try:
-            self.keyring.verify(message.key, message.value, message.headers)
-            record = from_record(message.key, message.value, message.headers)
-        except (BadSignature, UnreadableRecord) as exc:
-            UNTRUSTED.labels(type(exc).__name__).inc()
-            await self.dead_letter(tp, message, str(exc))
+        record, refused = await self.read(tp, message)
+        if refused is not None:
+            UNTRUSTED.labels(type(refused).__name__).inc()
             user = (message.key or b"").decode(errors="replace") or "unknown"
-            return on_untrusted(user, str(exc), f"{tp.topic}/{tp.partition}/{message.offset}")
+            return on_untrusted(user, str(refused), f"{tp.topic}/{tp.partition}/{message.offset}")
         if tp.topic == topics.SUBMITTED and isinstance(record, EventSubmitted):
             return on_submission(record, self.state(tp.partition, record.user_id), self.sightings, self.rules)
         if tp.topic == topics.REVIEWS and isinstance(record, (ReviewEvent, HoldEvent)):
