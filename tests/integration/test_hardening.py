@@ -30,6 +30,12 @@ async def test_a_merchant_refused_at_the_till_learns_nothing_about_the_coupons_o
     issued = await gateway.post("/v1/redemptions", json={"template_id": template_id},
                                 headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
     merchant = token("till-7", "merchant")
+
+    async def projected():  # the till looks codes up in the read model, written a moment after the 201
+        coupons = (await gateway.get("/v1/me/coupons", headers=headers)).json()
+        return any(c["coupon_id"] == issued.json()["coupon_id"] for c in coupons)
+
+    await eventually(projected)
     first = await gateway.post("/v1/coupons/redeem", json={"code": issued.json()["code"]}, headers=merchant)
 
     again = await gateway.post("/v1/coupons/redeem", json={"code": issued.json()["code"]}, headers=merchant)
