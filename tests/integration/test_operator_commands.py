@@ -55,6 +55,10 @@ async def test_a_coupon_revoked_from_the_command_line_is_refused_at_the_till_and
                                 headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
     coupon_id = issued.json()["coupon_id"]
 
+    async def projected():  # the command finds the coupon in the read model, written a moment after the 201
+        return any(c["coupon_id"] == coupon_id for c in (await gateway.get("/v1/me/coupons", headers=headers)).json())
+
+    await eventually(projected)
     first = await asyncio.to_thread(points_admin, "revoke", coupon_id, "--refund")
     again = await asyncio.to_thread(points_admin, "revoke", coupon_id, "--refund")
 
