@@ -7,6 +7,7 @@ retries the same request (same nonce, same Idempotency-Key) until it gets an ans
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -20,9 +21,22 @@ from deploy.stack import Stack
 from services.ingest.auth import mint_dev_token
 from shared.db import create_pool
 from shared.guide_queries import BALANCE_DISCREPANCIES
+from shared import topics
+from shared.changelog import read_to_end
+from shared.topic_admin import out_of_sync, partitions_of
 
 FAULTS = ("kill-ingest", "kill-validator", "kill-redeemer", "kill-projector", "pause-projector", "pause-validator",
           "restart-kafka", "restart-postgres")
+
+
+def cluster_faults(stack: Stack) -> tuple[str, ...]:
+    """On a cluster: kill -9 one broker, then one instance of each service (each stays down past the
+    group's session timeout, so the survivors take its partitions over); then restart every broker
+    in turn."""
+    if len(stack.brokers) < 2 or stack.settings.instances < 2:
+        raise ValueError("the cluster faults need at least 2 brokers and 2 instances: "
+                         "`points up --brokers 3 --instances 2`")
+    return ("kill-kafka-2", "kill-ingest-1", "kill-validator-1", "kill-projector-2", "kill-redeemer-1", "roll-kafka")
 
 
 @dataclass
@@ -39,7 +53,8 @@ class Tally:
 @dataclass(frozen=True)
 class FaultRun:
     name: str
-    recovery_seconds: float
+    fault_seconds: float  # from the fault to starting what it stopped (a rolling restart: all of it)
+    recovery_seconds: float  # from there until every process answered ready again
 
 
 @dataclass
@@ -60,8 +75,8 @@ class Report:
             "# Fault injection report", "",
             f"Written by `points chaos` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from a real run of "
             f"{self.seconds:.0f} s against the local system (Kafka, PostgreSQL and every service as processes).", "",
-            "| fault | recovery (s) |", "|---|---|",
-            *[f"| {f.name} | {f.recovery_seconds:.1f} |" for f in self.faults], "",
+            "| fault | fault lasted (s) | back to ready after (s) |", "|---|---|---|",
+            *[f"| {f.name} | {f.fault_seconds:.1f} | {f.recovery_seconds:.1f} |" for f in self.faults], "",
             "| measure | value |", "|---|---|",
             f"| events sent | {t.events_sent} |",
             f"| events acknowledged (202/200) | {len(t.events_acked)} |",
@@ -79,9 +94,14 @@ class Report:
 
 
 class Client:
+    """Every gateway of the stack; a request that gets no answer from one is sent to the next, as a
+    load balancer in front of several gateways would."""
+
     def __init__(self, stack: Stack, tally: Tally, deadline: float):
         self.stack, self.tally, self.deadline = stack, tally, deadline
-        self.http = httpx.AsyncClient(base_url=stack.settings.gateway_url, timeout=15)
+        self.gateways = [s.settings.gateway_url for s in stack.services if s.kind == "ingest"]
+        self.http = httpx.AsyncClient(timeout=15)
+        self._turn = 0
 
     def headers(self, sub: str, role: str = "user") -> dict:
         return {"Authorization": f"Bearer {mint_dev_token(self.stack.settings, sub, role, 7200)}"}
@@ -89,15 +109,19 @@ class Client:
     async def persist(self, method: str, url: str, **kwargs) -> httpx.Response | None:
         """The same request until it is answered (or the run's hard deadline passes)."""
         delay = 0.3
+        self._turn += 1
+        gateway = self._turn
         while time.monotonic() < self.deadline:
             try:
-                response = await self.http.request(method, url, **kwargs)
+                response = await self.http.request(method, self.gateways[gateway % len(self.gateways)] + url,
+                                                   **kwargs)
                 if response.status_code < 500 and not (response.status_code == 409 and
                                                         response.json().get("type", "").endswith("/request-in-flight")):
                     return response
             except httpx.HTTPError:
                 pass
             self.tally.retries += 1
+            gateway += 1
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 3.0)
         return None
@@ -145,17 +169,46 @@ async def spender(client: Client, user: str, template_id: str, stop: asyncio.Eve
         await asyncio.sleep(3)
 
 
-def inject(stack: Stack, fault: str, pause_seconds: float) -> None:
+def inject(stack: Stack, fault: str, pause_seconds: float, down_seconds: float = 0.0) -> None:
     kind, name = fault.split("-", 1)
     if kind == "kill":
-        os.kill(stack.service(name).process(stack.settings).pid(), signal.SIGKILL)
+        os.kill(_process(stack, name).pid(), signal.SIGKILL)
+        time.sleep(down_seconds)  # `heal` starts it again afterwards
     elif kind == "pause":
-        pid = stack.service(name).process(stack.settings).pid()
+        pid = _process(stack, name).pid()
         os.kill(pid, signal.SIGSTOP)  # past the consumer session timeout: the group moves on without it
         time.sleep(pause_seconds)
         os.kill(pid, signal.SIGCONT)
     elif kind == "restart":
         stack.restart_infrastructure(name, echo=lambda _: None)
+    elif fault == "roll-kafka":
+        roll(stack)
+
+
+def _process(stack: Stack, name: str):
+    if any(s.name == name for s in stack.services):
+        return stack.service(name).process()
+    return stack.part(name).process
+
+
+def roll(stack: Stack, echo=lambda _: None, patience: float = 120.0) -> None:
+    """Restart every broker in turn, each once the one before has caught up with every partition."""
+    for broker in stack.brokers:
+        echo(f"restarting {broker.name}")
+        stack.restart_infrastructure(broker.name, echo=echo)
+        deadline = time.monotonic() + patience
+        while behind := asyncio.run(out_of_sync(stack.settings.kafka_bootstrap_servers)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{broker.name} did not catch up: {behind[:5]}")
+            time.sleep(1)
+
+
+async def redeemer_balances(stack: Stack) -> dict[str, int]:
+    """user -> spendable points as the redeemer's committed state holds them."""
+    bootstrap = stack.settings.kafka_bootstrap_servers
+    stored = await read_to_end(bootstrap, topics.REDEEMER_STATE, set(await partitions_of(bootstrap,
+                                                                                        topics.REDEEMER_STATE)))
+    return {key.decode(): json.loads(value)["balance"] for values in stored.values() for key, value in values.items()}
 
 
 async def check(stack: Stack, tally: Tally, users: list[str], settle_seconds: float) -> tuple[dict, dict]:
@@ -196,18 +249,23 @@ async def check(stack: Stack, tally: Tally, users: list[str], settle_seconds: fl
             "SELECT count(*) FROM (SELECT redemption_id FROM coupons GROUP BY redemption_id HAVING count(*) > 1) d")
         negative = await pool.fetchval("SELECT count(*) FROM user_points_cache WHERE available_points < 0")
         discrepancies = len(await pool.fetch(BALANCE_DISCREPANCIES))
+        cached = {r["user_id"]: r["available_points"] for r in await pool.fetch(
+            "SELECT user_id, available_points FROM user_points_cache WHERE user_id = ANY($1::text[])", users)}
     finally:
         await pool.close()
+    accounts = await redeemer_balances(stack)
+    balances_differ = sorted(u for u in users if accounts.get(u, 0) != cached.get(u, 0))
     unresolved = [k for k, rid in tally.redemptions_acked.items() if rid not in answered]
     details = {"lost_events": len(acked) - found, "duplicate_events": unclaimed + claims_twice,
                "undecided_events": len(acked) - decided, "first_undecided": stuck,
                "lost_redemptions": len(tally.coupons_acked - coupons) + len(unresolved),
-               "duplicate_coupons": duplicate_coupons}
+               "duplicate_coupons": duplicate_coupons, "balances_differ": balances_differ[:5]}
     checks = {
         "every acknowledged event is in points_events, once": found == len(acked) and claims_twice == 0,
         "every acknowledged event is decided": decided == len(acked),
         "no event row without its nonce claim (nothing counted twice)": unclaimed == 0,
         "cache equals ledger (the guide's query returns no rows)": discrepancies == 0,
+        "the redeemer's balances equal the ledger's": not balances_differ,
         "no negative balance": negative == 0,
         "no coupon issued twice": duplicate_coupons == 0,
         "no debit without its coupon, no coupon without its debit": debits_without_coupon == coupons_without_debit == 0,
@@ -217,7 +275,8 @@ async def check(stack: Stack, tally: Tally, users: list[str], settle_seconds: fl
 
 
 async def run(stack: Stack, *, faults: tuple[str, ...] = FAULTS, users: int = 20, spenders: int = 5,
-              gap_seconds: float = 6.0, pause_seconds: float = 15.0, settle_seconds: float = 180.0,
+              gap_seconds: float = 6.0, pause_seconds: float = 15.0, down_seconds: float = 0.0,
+              settle_seconds: float = 180.0,
               echo=print) -> Report:
     started = time.monotonic()
     await asyncio.to_thread(stack.heal, lambda _: None)
@@ -238,9 +297,10 @@ async def run(stack: Stack, *, faults: tuple[str, ...] = FAULTS, users: int = 20
             await asyncio.sleep(gap_seconds)
             echo(f"injecting {fault}")
             begun = time.monotonic()
-            await asyncio.to_thread(inject, stack, fault, pause_seconds)
+            await asyncio.to_thread(inject, stack, fault, pause_seconds, down_seconds)
+            healing = time.monotonic()
             await asyncio.to_thread(stack.heal, lambda _: None)
-            runs.append(FaultRun(fault, time.monotonic() - begun))
+            runs.append(FaultRun(fault, healing - begun, time.monotonic() - healing))
             echo(f"recovered from {fault} in {runs[-1].recovery_seconds:.1f}s")
         await asyncio.sleep(gap_seconds)
     finally:

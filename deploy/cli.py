@@ -37,16 +37,32 @@ def _refusing_drift(step) -> None:
 
 
 @app.command()
-def up() -> None:
+def up(
+    brokers: Annotated[int | None, typer.Option(min=1, max=9, help="Kafka brokers (a KRaft cluster when more than "
+                                                "one); default POINTS_BROKERS, else what the state folder runs, else 1."
+                                                )] = None,
+    instances: Annotated[int | None, typer.Option(min=1, max=9, help="Instances of every service; default "
+                                                  "POINTS_INSTANCES, else what the state folder runs, else 1.")] = None,
+) -> None:
     """Start Kafka, PostgreSQL and every service that is not running; return once all are ready."""
-    stack = Stack(get_settings())
+    from deploy.stack import ShapeChanged
+    from shared.settings import Settings
+
+    shape = {name: value for name, value in (("brokers", brokers), ("instances", instances)) if value is not None}
+    stack = Stack(Settings(**shape) if shape else get_settings())
 
     def start() -> None:
         with console.status("starting the points system") as status:
             stack.up(echo=lambda msg: status.update(msg) if not msg.startswith("repaired") else console.print(msg))
 
-    _refusing_drift(start)
-    console.print(f"[green]ready[/green]: gateway on {stack.settings.gateway_url}")
+    try:
+        _refusing_drift(start)
+    except ShapeChanged as refused:
+        console.print(f"[red]refused[/red]: {refused}")
+        raise typer.Exit(1) from refused
+    gateways = [s.settings.gateway_url for s in stack.services if s.kind == "ingest"]
+    console.print(f"[green]ready[/green]: {len(stack.brokers)} broker(s), {stack.settings.instances} instance(s) of "
+                  f"every service; gateway on {', '.join(gateways)}")
 
 
 @app.command()
@@ -78,7 +94,8 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object
     for name, info in report["services"].items():
         table.add_row(name, str(info["pid"] or "-"), "[green]yes[/green]" if info["ready"] else "[red]no[/red]")
     Console().print(table)
-    Console().print(f"gateway {report['gateway_url']}  kafka {report['kafka_bootstrap']}  db {report['database_url']}")
+    Console().print(f"gateway {', '.join(report['gateway_urls'])}  kafka {report['kafka_bootstrap']}  "
+                    f"db {report['database_url']}")
 
 
 projector_app = typer.Typer(help="The read models: rebuild them from the log and compare.", no_args_is_help=True)
@@ -291,6 +308,9 @@ def template_enable(operator: Operator, template_id: Annotated[str, typer.Argume
 def chaos(
     soak: Annotated[bool, typer.Option(help="A long run: every fault three times, more users.")] = False,
     users: Annotated[int, typer.Option(help="Users submitting events.", min=1)] = 20,
+    cluster: Annotated[bool, typer.Option(help="The cluster's faults (a broker, one instance of each service, a "
+                                                "rolling restart of the brokers); needs `points up --brokers 3 "
+                                                "--instances 2`.")] = False,
     report: Annotated[str | None, typer.Option(help="Write the report (Markdown) to this file.")] = None,
 ) -> None:
     """Kill, pause and restart each part under load; then check that nothing acknowledged was lost or doubled."""
@@ -300,9 +320,14 @@ def chaos(
 
     from deploy import chaos as chaos_run
 
-    faults = chaos_run.FAULTS * (3 if soak else 1)
-    result = asyncio.run(chaos_run.run(Stack(get_settings()), faults=faults, users=users * (3 if soak else 1),
-                                       echo=lambda msg: console.print(msg)))
+    stack = Stack(get_settings())
+    try:
+        faults = chaos_run.cluster_faults(stack) if cluster else chaos_run.FAULTS
+    except ValueError as refused:
+        console.print(f"[red]refused[/red]: {refused}")
+        raise typer.Exit(1) from refused
+    result = asyncio.run(chaos_run.run(stack, faults=faults * (3 if soak else 1), users=users * (3 if soak else 1),
+                                       down_seconds=12.0 if cluster else 0.0, echo=lambda msg: console.print(msg)))
     table = Table("invariant", "holds")
     for name, ok in result.checks.items():
         table.add_row(name, "[green]yes[/green]" if ok else "[red]NO[/red]")

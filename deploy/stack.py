@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -14,23 +15,39 @@ from deploy.launchers.postgres import PostgresLauncher
 from deploy.launchers.process import ManagedProcess, wait_until
 from services.projector.schema import apply_migrations
 from shared.topic_admin import Layout, ensure_topics
-from shared.settings import REPO_ROOT, Settings
+from shared.settings import REPO_ROOT, SHAPE_FILE, Settings, recorded_shape
+
+
+# The services in the order they start: the gateway last, once what answers its commands runs.
+KINDS = (("projector", "services.projector"), ("validator", "services.validator"),
+         ("redeemer", "services.redeemer"), ("ingest", "services.ingest"))
 
 
 @dataclass(frozen=True)
 class Service:
-    name: str
+    name: str  # the process: `ingest`, or `ingest-2` when several instances run
+    kind: str  # the service: `ingest`
     module: str
-    ready_url: str
+    settings: Settings  # this instance's: its own ports
 
-    def process(self, settings: Settings) -> ManagedProcess:
-        return ManagedProcess(self.name, settings.state_dir)
+    @property
+    def ready_url(self) -> str:
+        base = self.settings.gateway_url if self.kind == "ingest" else \
+            f"http://127.0.0.1:{getattr(self.settings, f'{self.kind}_port')}"
+        return f"{base}/readyz"
+
+    def process(self) -> ManagedProcess:
+        return ManagedProcess(self.name, self.settings.state_dir)
 
     def ready(self) -> bool:
         try:
             return httpx.get(self.ready_url, timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
+
+
+class ShapeChanged(RuntimeError):
+    """`up` asked for another number of brokers or instances than the state folder holds."""
 
 
 EXAMPLE_TEMPLATES = [
@@ -79,37 +96,60 @@ async def set_service_passwords(settings: Settings) -> None:
 class Stack:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.kafka = KafkaLauncher(settings)
+        # Numbered names (kafka-1, ingest-1, ...) once there is more than one of anything.
+        self.clustered = settings.brokers > 1 or settings.instances > 1
+        self.brokers = [KafkaLauncher(settings, node, name=f"kafka-{node}" if self.clustered else "kafka")
+                        for node in range(1, settings.brokers + 1)]
+        self.kafka = self.brokers[0]
         self.postgres = PostgresLauncher(settings) if settings.uses_embedded_postgres else None
         self.services = [
-            Service("projector", "services.projector", f"http://127.0.0.1:{settings.projector_port}/readyz"),
-            Service("validator", "services.validator", f"http://127.0.0.1:{settings.validator_port}/readyz"),
-            Service("redeemer", "services.redeemer", f"http://127.0.0.1:{settings.redeemer_port}/readyz"),
-            Service("ingest", "services.ingest", f"{settings.gateway_url}/readyz"),
-        ]
+            Service(f"{kind}-{number}" if self.clustered else kind, kind, module, settings.for_instance(number))
+            for number in range(1, settings.instances + 1) for kind, module in KINDS]
 
-    def _infrastructure(self):
-        kafka = self.kafka if self.settings.manage_kafka else None
-        return [part for part in (kafka, self.postgres) if part is not None]
+    def infrastructure(self):
+        brokers = self.brokers if self.settings.manage_kafka else []
+        return [part for part in (*brokers, self.postgres) if part is not None]
+
+    def _check_shape(self) -> None:
+        """A running system keeps its shape until `down`; a cluster's data needs as many brokers as it has."""
+        settings = self.settings
+        recorded = recorded_shape(settings.state_dir)
+        if not recorded and (settings.state_dir / "kafka" / "data" / "meta.properties").exists():
+            recorded = {"brokers": 1, "instances": 1}  # a state folder from before shapes were recorded
+        wanted = {"brokers": settings.brokers, "instances": settings.instances}
+        if not recorded or recorded == wanted:
+            return
+        running = [p.name for p in ManagedProcess.all(settings.state_dir) if p.pid() is not None]
+        if running:
+            raise ShapeChanged(f"{', '.join(sorted(running))} already run as {recorded['brokers']} broker(s) and "
+                               f"{recorded['instances']} instance(s); run `points down` before changing the shape")
+        if recorded["brokers"] != settings.brokers and settings.manage_kafka and any(
+                (settings.state_dir / d / "data" / "meta.properties").exists() for d in ("kafka", "kafka-1")):
+            raise ShapeChanged(f"{settings.state_dir} holds the log of a {recorded['brokers']}-broker cluster, "
+                               f"which {settings.brokers} broker(s) cannot take over: use another POINTS_STATE_DIR, "
+                               f"or remove {settings.state_dir} to start from nothing")
 
     def up(self, echo=print) -> None:
         """Start whatever is not running, then wait until every part answers ready. Idempotent."""
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        for part in self._infrastructure():
+        self._check_shape()
+        (self.settings.state_dir / SHAPE_FILE).write_text(json.dumps(
+            {"brokers": self.settings.brokers, "instances": self.settings.instances}))
+        for part in self.infrastructure():
             part.start(echo)
-        for part in self._infrastructure():
+        for part in self.infrastructure():
             echo(f"waiting for {part.name}")
             part.wait_ready()
         self.prepare(echo)
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
         for service in self.services:
-            process = service.process(self.settings)
+            process = service.process()
             if process.pid() is None:
                 echo(f"starting {service.name}")
+                env = {**os.environ, **service.settings.as_environment(), "PYTHONPATH": str(REPO_ROOT)}
                 process.start([sys.executable, "-m", service.module], env=env, cwd=REPO_ROOT)
         for service in self.services:
             echo(f"waiting for {service.name}")
-            process = service.process(self.settings)
+            process = service.process()
 
             def ready(service=service, process=process) -> bool:
                 if process.pid() is None:
@@ -135,19 +175,24 @@ class Stack:
                 return
             for service in stuck:
                 echo(f"restarting {service.name}, alive but not ready")
-                service.process(self.settings).stop(timeout=10)
+                service.process().stop(timeout=10)
         raise RuntimeError("the system did not become ready")
 
-    def restart_infrastructure(self, name: str, echo=print) -> None:
-        part = {"kafka": self.kafka, "postgres": self.postgres}[name]
-        if part is None or (name == "kafka" and not self.settings.manage_kafka):
+    def part(self, name: str):
+        """A broker or PostgreSQL, by its name in `status`."""
+        part = next((p for p in self.infrastructure() if p.name == name), None)
+        if part is None:
             raise RuntimeError(f"{name} is not run by this stack")
+        return part
+
+    def restart_infrastructure(self, name: str, echo=print) -> None:
+        part = self.part(name)
         part.stop()
         part.start(echo)
         part.wait_ready()
 
     def layout(self) -> Layout:
-        return Layout(self.settings.topic_partitions, self.settings.topic_replication_factor,
+        return Layout(self.settings.topic_partitions, self.settings.replication_factor,
                       self.settings.min_insync_replicas)
 
     def prepare(self, echo=print) -> None:
@@ -158,7 +203,7 @@ class Stack:
         """
         if not self.settings.manage_kafka:
             echo("waiting for Kafka")
-            self.kafka.wait_ready()
+            self.brokers[0].wait_ready()
         echo("checking topics")
         asyncio.run(ensure_topics(self.settings.kafka_bootstrap_servers, self.layout(), echo=echo))
         echo("applying migrations")
@@ -170,26 +215,27 @@ class Stack:
     def down(self, echo=print) -> None:
         for service in reversed(self.services):
             echo(f"stopping {service.name}")
-            service.process(self.settings).stop()
-        for part in reversed(self._infrastructure()):
+            service.process().stop()
+        for part in reversed(self.infrastructure()):
             echo(f"stopping {part.name}")
             part.stop()
 
     def status(self) -> dict:
         services = {}
-        for part in self._infrastructure():
+        for part in self.infrastructure():
             pid = part.process.pid()
             services[part.name] = {"pid": pid, "ready": pid is not None and part.ready()}
         for service in self.services:
-            pid = service.process(self.settings).pid()
+            pid = service.process().pid()
             services[service.name] = {"pid": pid, "ready": pid is not None and service.ready()}
+        gateways = [s for s in self.services if s.kind == "ingest"]
         return {
-            "gateway_url": self.settings.gateway_url,
+            "gateway_url": gateways[0].settings.gateway_url,
             # Every gateway (API.md): one per instance; `gateway_url` is the first.
-            "gateway_urls": [self.settings.gateway_url],
+            "gateway_urls": [g.settings.gateway_url for g in gateways],
             "database_url": self.settings.dsn,
             "kafka_bootstrap": self.settings.kafka_bootstrap_servers,
-            "metrics_urls": self.settings.metrics_urls,
+            "metrics_urls": {s.name: s.settings.metrics_urls[s.kind] for s in self.services},
             "services": services,
             "state_dir": str(self.settings.state_dir),
         }

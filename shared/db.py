@@ -1,7 +1,9 @@
 """PostgreSQL connection pools, the same for every service: jsonb in and out as Python values."""
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 
 import asyncpg
 
@@ -15,3 +17,17 @@ async def create_pool(dsn: str, *, schema: str | None = None, **kwargs) -> async
     if schema:
         kwargs["server_settings"] = {**kwargs.get("server_settings", {}), "search_path": schema}
     return await asyncpg.create_pool(dsn, init=_init_connection, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def alone(pool: asyncpg.Pool, job: str) -> AsyncIterator[bool]:
+    """Whether this process is the one to run `job` now: an advisory lock held for the block, so
+    among several processes (gateways) one runs it and the others skip this round. A process that
+    dies mid-job drops its connection, and the lock with it."""
+    async with pool.acquire() as conn:
+        got = await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", job)
+        try:
+            yield got
+        finally:
+            if got:
+                await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", job)

@@ -22,9 +22,35 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+class Repeats(logging.Filter):
+    """The Kafka client says the same thing many times a second while a broker is away: each message
+    once per `every` seconds, with how often it was said meanwhile."""
+
+    def __init__(self, every: float = 10.0):
+        super().__init__()
+        self.every = every
+        self.seen: dict[str, tuple[float | None, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("aiokafka"):
+            return True
+        message = record.getMessage()
+        last, skipped = self.seen.get(message, (None, 0))
+        if last is not None and record.created - last < self.every:
+            self.seen[message] = (last, skipped + 1)
+            return False
+        if len(self.seen) > 1000:
+            self.seen.clear()
+        self.seen[message] = (record.created, 0)
+        if skipped:
+            record.repeated = skipped
+        return True
+
+
 def configure(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(Repeats())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -148,9 +148,10 @@ class Settings(BaseSettings):
     health_check_seconds: float = Field(30.0, alias="POINTS_HEALTH_CHECK_SECONDS", gt=0)
     flags_refresh_seconds: float = Field(2.0, alias="POINTS_FLAGS_REFRESH_SECONDS", gt=0)
 
-    # Which instance of its service this process is (1..M): names its static group membership and
-    # transactional ids, which must stay the same across restarts of the same instance.
-    instance: str = Field("1", alias="POINTS_INSTANCE", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # The local cluster `points up` runs: this many brokers, and this many instances of every
+    # service. Unset: what the last `points up --brokers/--instances` in the state folder recorded.
+    brokers: int = Field(1, alias="POINTS_BROKERS", ge=1, le=9)
+    instances: int = Field(1, alias="POINTS_INSTANCES", ge=1, le=9)
 
     gateway_host: str = Field("127.0.0.1", alias="POINTS_GATEWAY_HOST")
     # Where the other services answer /healthz, /readyz and /metrics (0.0.0.0 in containers, for Prometheus).
@@ -166,8 +167,8 @@ class Settings(BaseSettings):
     redeemer_port: int = Field(8003, alias="POINTS_REDEEMER_PORT")
     postgres_port: int = Field(55432, alias="POINTS_POSTGRES_PORT")
     topic_partitions: int = Field(6, alias="POINTS_TOPIC_PARTITIONS", ge=1)
-    # 1 for a one-broker laptop; production runs 3 brokers with 3 here and 2 in-sync replicas.
-    topic_replication_factor: int = Field(1, alias="POINTS_TOPIC_REPLICATION_FACTOR", ge=1)
+    # Unset: min(brokers, 3); production runs 3 brokers with 3 here and 2 in-sync replicas.
+    topic_replication_factor: int | None = Field(None, alias="POINTS_TOPIC_REPLICATION_FACTOR", ge=1)
     # Unset: one less than the replication factor (at least 1), so one broker may be lost.
     topic_min_insync_replicas: int | None = Field(None, alias="POINTS_TOPIC_MIN_INSYNC_REPLICAS", ge=1)
     state_dir: Path = Field(REPO_ROOT / ".state", alias="POINTS_STATE_DIR")
@@ -190,9 +191,52 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return self
 
+    @model_validator(mode="after")
+    def _cluster_shape(self) -> "Settings":
+        """The recorded shape of the local cluster, unless told otherwise; every broker to bootstrap from."""
+        recorded = recorded_shape(self.state_dir)
+        for name in ("brokers", "instances"):
+            if name not in self.model_fields_set and name in recorded:
+                setattr(self, name, recorded[name])
+        if self.manage_kafka and self.brokers > 1 and "," not in self.kafka_bootstrap_servers:
+            self.kafka_bootstrap_servers = ",".join(f"{host}:{port}" for host, port in self.broker_addresses)
+        return self
+
+    @property
+    def broker_addresses(self) -> list[tuple[str, int]]:
+        """Where the launcher's brokers listen: from the first bootstrap address on, two ports each
+        (clients, then the controller quorum)."""
+        host, _, port = self.kafka_bootstrap_servers.split(",")[0].rpartition(":")
+        return [(host or "127.0.0.1", int(port) + 2 * i) for i in range(self.brokers)]
+
+    @property
+    def replication_factor(self) -> int:
+        return self.topic_replication_factor or min(self.brokers, 3)
+
     @property
     def min_insync_replicas(self) -> int:
-        return self.topic_min_insync_replicas or max(1, self.topic_replication_factor - 1)
+        return self.topic_min_insync_replicas or max(1, self.replication_factor - 1)
+
+    def for_instance(self, number: int) -> "Settings":
+        """Instance `number` (1..instances) of every service: its own ports, ten above the last's."""
+        shift = 10 * (number - 1)
+        return self.model_copy(update={name: getattr(self, name) + shift for name in INSTANCE_PORTS})
+
+    def as_environment(self) -> dict[str, str]:
+        """What was set, as the environment a child process reads the same settings from."""
+        environment = {}
+        for name in self.model_fields_set | {"brokers", "instances", "kafka_bootstrap_servers"}:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, bool):
+                value = str(value).lower()
+            elif isinstance(value, datetime):
+                value = value.isoformat()
+            environment[type(self).model_fields[name].alias or name.upper()] = str(value)
+        return environment
 
     @property
     def uses_embedded_postgres(self) -> bool:
@@ -266,6 +310,21 @@ class Settings(BaseSettings):
     @property
     def uses_dev_jwt_secret(self) -> bool:
         return self.jwt_secret.get_secret_value() == DEV_JWT_SECRET
+
+
+INSTANCE_PORTS = ("gateway_port", "gateway_ops_port", "validator_port", "projector_port", "redeemer_port")
+SHAPE_FILE = "cluster.json"
+
+
+def recorded_shape(state_dir: Path) -> dict[str, int]:
+    """{"brokers", "instances"} as `points up` last recorded them in the state folder, or {}."""
+    import json
+
+    try:
+        shape = json.loads((state_dir / SHAPE_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {k: int(v) for k, v in shape.items() if k in ("brokers", "instances") and 1 <= int(v) <= 9}
 
 
 @lru_cache

@@ -166,6 +166,18 @@ async def partitions_of(bootstrap: str, topic: str) -> list[int]:
         await admin.close()
 
 
+async def out_of_sync(bootstrap: str) -> list[str]:
+    """Partitions (`topic/partition`) whose in-sync replicas are fewer than their replicas."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(await admin.list_topics()))
+        return [f"{t['topic']}/{p['partition']}" for t in described if not t["error_code"]
+                for p in t["partitions"] if len(p["isr"]) < len(p["replicas"])]
+    finally:
+        await admin.close()
+
+
 async def wait_for_topics(bootstrap: str, names: list[str], *, every: float = 2.0) -> None:
     """Block until every topic exists with a leader for each partition, saying which are missing.
 

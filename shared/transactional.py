@@ -1,21 +1,27 @@
 """Read-process-write in Kafka transactions, with per-user state in a compacted topic.
 
-The validator and the redeemer share this loop. Each batch is one transaction: whatever records
-handling it produced, the users' changed state and the consumed offsets commit together or not at
-all. A crash, kill -9 included, aborts the open transaction; on an assignment (a start, a restart,
-a rebalance) or after an aborted transaction, the state of the owned partitions is read back from
-the compacted topic and consumption resumes from the last committed offsets. So an input is
-handled exactly once as far as anything downstream (read_committed) can tell.
+The validator and the redeemer share this loop. Each input partition has its own transactional
+producer (`<group>-<partition>`), and each batch of a partition is one transaction: whatever
+records handling it produced, the users' changed state and the consumed offsets commit together
+or not at all. A crash, kill -9 included, aborts the open transaction.
+
+Whoever is assigned a partition first starts that partition's producer, which fences every earlier
+owner of it (an instance that crashed, or one that lost the partition in a rebalance and does not
+know it yet): the broker aborts the earlier owner's open transaction and refuses its later ones.
+Only then is the partition's state read back from the compacted topic and its input read from the
+last committed offset. So two instances never both decide for one user, and an input is handled
+exactly once as far as anything downstream (read_committed) can tell.
 """
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -35,13 +41,27 @@ log = logging.getLogger("points.transactional")
 State = TypeVar("State")
 
 TRANSACTIONS = Histogram("points_transaction_seconds", "Time to handle and commit one batch", ["group"])
-ABORTED = Counter("points_transactions_aborted_total", "Batches rolled back and read again after a failure",
-                  ["group"])
-# Aborts in a row with no commit between: past this the producer is taken to be spent (fenced,
-# or refused by the broker for good) and the process exits, to be restarted with a fresh one.
+ABORTED = Counter("points_transactions_aborted_total", "Partitions' batches rolled back and read again after a "
+                  "failure", ["group"])
+FENCED = Counter("points_partitions_fenced_total", "Partitions given up because another instance took them over",
+                 ["group"])
+# Failed batches in a row with no commit between: past this the process exits, to be restarted.
 MAX_ABORTS_IN_A_ROW = 5
 DEFERRED = Counter("points_batches_deferred_total", "Partitions' records held back until a topic they wait for "
                    "was read to its end", ["group", "topic"])
+FENCING_ERRORS = (ProducerFenced, TransactionalIdAuthorizationFailed)
+
+
+@dataclass
+class _Transaction:
+    """The transaction a partition's batch is handled in; sends go to its producer."""
+
+    producer: AIOKafkaProducer
+    sends: list[asyncio.Future] = field(default_factory=list)
+
+
+# Partitions' batches run concurrently, each in its own task and so with its own value here.
+_CURRENT: ContextVar[_Transaction] = ContextVar("points_transaction")
 
 
 class _Restore(ConsumerRebalanceListener):
@@ -52,16 +72,19 @@ class _Restore(ConsumerRebalanceListener):
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked) -> None:
-        async with self.worker.batch_lock:  # the batch in hand commits (or aborts) first
-            self.worker.forget({tp.partition for tp in revoked})
+        async with self.worker.batch_lock:  # the batches in hand commit (or abort) first
+            await self.worker.release({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned) -> None:
         async with self.worker.batch_lock:
+            partitions = {tp.partition for tp in assigned}
+            self.worker.fenced -= partitions
             try:
-                await self.worker.restore({tp.partition for tp in assigned})
+                # The consumer starts these partitions from their committed offsets itself.
+                await self.worker.take_over(partitions, rewind=False)
             except Exception:
                 # Not owned until restored: the loop leaves these partitions alone and retries.
-                log.exception("restoring state failed; will retry", extra={"group": self.worker.group})
+                log.exception("taking over partitions failed; will retry", extra={"group": self.worker.group})
 
 
 class TransactionalWorker(ABC, Generic[State]):
@@ -76,7 +99,7 @@ class TransactionalWorker(ABC, Generic[State]):
     # handled first within a batch.
     waits_for: ClassVar[Mapping[str, str]] = {}
 
-    def __init__(self, bootstrap: str, *, signer: Signer, keyring: Keyring, instance: str):
+    def __init__(self, bootstrap: str, *, signer: Signer, keyring: Keyring):
         self.bootstrap, self.signer, self.keyring = bootstrap, signer, keyring
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=self.group, enable_auto_commit=False,
@@ -84,16 +107,17 @@ class TransactionalWorker(ABC, Generic[State]):
             partition_assignment_strategy=(RangePartitionAssignor,),
             # A crashed instance's partitions move on after 10 s.
             session_timeout_ms=10000, heartbeat_interval_ms=3000)
-        # One transactional id per instance: a restarted instance fences its previous incarnation.
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, transactional_id=f"{self.group}-{instance}", enable_idempotence=True,
-            acks="all", linger_ms=5)
+        # partition -> its transactional producer, for the partitions this instance was assigned
+        self.producers: dict[int, AIOKafkaProducer] = {}
         # partition -> user -> state, for the partitions this instance owns
         self.states: dict[int, dict[str, State]] = defaultdict(dict)
-        # Partitions whose state was read back since they were assigned: the only ones handled.
+        # Partitions whose producer fenced the earlier owners and whose state was read back since:
+        # the only ones handled.
         self.owned: set[int] = set()
+        # Partitions another instance took over while this one still had them: left alone until the
+        # group assigns them again (taking them back at once would fence the rightful owner).
+        self.fenced: set[int] = set()
         self.batch_lock = asyncio.Lock()
-        self._sends: list[asyncio.Future] = []
         self.running = False
 
     # A user's state: built with no arguments, stored as JSON through from_dict / to_dict.
@@ -102,36 +126,36 @@ class TransactionalWorker(ABC, Generic[State]):
     # -- what a service says ------------------------------------------------------------------
     @abstractmethod
     async def handle(self, tp: TopicPartition, message, now: datetime) -> tuple[str | None, Any]:
-        """Handle one input inside the open transaction: the user whose state changed (or None), and
-        anything `committed` should see once the transaction is through."""
+        """Handle one input inside its partition's open transaction: the user whose state changed (or
+        None), and anything `committed` should see once the transaction is through."""
 
-    def committed(self, results: list[Any]) -> None:
-        """After the transaction committed: count and log, so an aborted batch is never counted twice."""
+    def committed(self, partition: int, results: list[Any]) -> None:
+        """After a partition's transaction committed: count and log, so an aborted batch is never
+        counted twice."""
 
-    def rolled_back(self) -> None:
-        """After the transaction was aborted, before the batch is read again."""
+    def rolled_back(self, partition: int) -> None:
+        """After a partition's transaction was aborted, before its batch is read again."""
 
     def check(self) -> None:
         """Raise when the worker can no longer work correctly, so the process stops and is restarted."""
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
-        await self.producer.start()
         await self.consumer.start()
         self.consumer.subscribe(list(self.inputs), listener=_Restore(self))
         self.running = True
 
     async def stop(self) -> None:
         self.running = False
-        await self.consumer.stop()
-        await self.producer.stop()
+        await self.consumer.stop()  # revokes, which stops the partitions' producers
+        await self.release(set(self.producers))
 
     def ready(self) -> bool:
         """Working: in the group, with the state of every assigned partition restored."""
         assigned = {tp.partition for tp in self.consumer.assignment()}
         return self.running and bool(assigned) and assigned <= self.owned
 
-    # -- state --------------------------------------------------------------------------------
+    # -- partitions ---------------------------------------------------------------------------
     def state(self, partition: int, user_id: str) -> State:
         if partition not in self.owned:
             raise RuntimeError(f"partition {partition} is not owned (state not restored)")
@@ -140,80 +164,111 @@ class TransactionalWorker(ABC, Generic[State]):
             owned[user_id] = self.state_class()
         return owned[user_id]
 
-    def forget(self, partitions: set[int]) -> None:
+    async def release(self, partitions: set[int]) -> None:
+        """Forget the partitions' state and stop their producers."""
         for partition in partitions:
             self.owned.discard(partition)
             self.states.pop(partition, None)
+        producers = [self.producers.pop(p) for p in partitions if p in self.producers]
+        await asyncio.gather(*(producer.stop() for producer in producers), return_exceptions=True)
 
-    async def restore(self, partitions: set[int]) -> None:
+    async def _fence_earlier_owners(self, partition: int) -> None:
+        """A fresh producer for the partition; once it has its producer id, no earlier owner's
+        transaction is open or can commit."""
+        old = self.producers.pop(partition, None)
+        if old is not None:
+            await old.stop()
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, transactional_id=f"{self.group}-{partition}",
+            enable_idempotence=True, acks="all", linger_ms=5)
+        await producer.start()
+        try:
+            async with producer.transaction():  # empty: waits for the producer id, which does the fencing
+                pass
+        except BaseException:
+            await producer.stop()
+            raise
+        self.producers[partition] = producer
+
+    async def take_over(self, partitions: set[int], *, rewind: bool = True) -> None:
+        """Fence the partitions' earlier owners, read their state back and (unless the consumer
+        does it, after an assignment) rewind their input to the last committed offsets."""
+        await self.release(partitions)
+        await asyncio.gather(*(self._fence_earlier_owners(p) for p in partitions))
         stored = await read_to_end(self.bootstrap, self.state_topic, partitions)
         for partition, values in stored.items():
             self.states[partition] = {key.decode(): self.state_class.from_dict(json.loads(value))
                                       for key, value in values.items()}
-            self.owned.add(partition)
-        log.info("state restored", extra={"group": self.group, "partitions": sorted(partitions),
-                                           "users": sum(len(self.states[p]) for p in partitions)})
+        for tp in self.consumer.assignment() if rewind else ():
+            if tp.partition in partitions:
+                committed = await self.consumer.committed(tp)
+                if committed is None:
+                    await self.consumer.seek_to_beginning(tp)
+                else:
+                    self.consumer.seek(tp, committed)
+        self.owned |= partitions
+        log.info("partitions taken over", extra={"group": self.group, "partitions": sorted(partitions),
+                                                   "users": sum(len(self.states[p]) for p in partitions)})
 
-    async def _recover(self) -> None:
-        """After an aborted transaction: back to the last committed state and offsets."""
-        assigned = self.consumer.assignment()
-        await self.restore({tp.partition for tp in assigned})
-        for tp in assigned:
-            committed = await self.consumer.committed(tp)
-            if committed is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, committed)
+    async def _give_up(self, partition: int) -> None:
+        FENCED.labels(self.group).inc()
+        log.warning("another instance took over a partition; leaving it to that instance",
+                    extra={"group": self.group, "partition": partition})
+        self.fenced.add(partition)
+        await self.release({partition})
 
     # -- the loop -----------------------------------------------------------------------------
     async def run(self) -> None:
         aborts_in_a_row = 0
         while self.running:
             self.check()
-            unrestored = {tp.partition for tp in self.consumer.assignment()} - self.owned
-            if unrestored:
-                await self._retry_restore(unrestored)
+            unowned = {tp.partition for tp in self.consumer.assignment()} - self.owned - self.fenced
+            if unowned:
+                await self._retry_take_over(unowned)
             batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
             if not batches:
                 continue
-            try:
-                async with self.batch_lock:
-                    with TRANSACTIONS.labels(self.group).time():
-                        results = await self.process(batches)
-            except (ProducerFenced, TransactionalIdAuthorizationFailed):
-                # Another process took over this instance's transactional id: this one must stop.
-                log.error("fenced by another instance with the same transactional id; stopping",
-                          extra={"group": self.group})
-                raise
-            except Exception:
-                ABORTED.labels(self.group).inc()
-                aborts_in_a_row += 1
-                if aborts_in_a_row >= MAX_ABORTS_IN_A_ROW:
-                    log.error("transactions keep failing; stopping so a fresh process (and producer) takes over",
-                              extra={"group": self.group, "aborts": aborts_in_a_row})
-                    raise
-                log.exception("transaction failed; restoring the last committed state")
-                with contextlib.suppress(Exception):  # usually aborted already by the context manager
-                    await self.producer.abort_transaction()
-                self.rolled_back()
-                await asyncio.sleep(min(0.25 * 2 ** aborts_in_a_row, 5.0))  # a broker away for a moment
-                async with self.batch_lock:
-                    try:
-                        await self._recover()
-                    except Exception:
-                        # Not owned until restored: the loop retries the restore before reading on.
-                        log.exception("restoring state failed; will retry", extra={"group": self.group})
-                        self.forget({tp.partition for tp in self.consumer.assignment()})
+            failed: dict[int, BaseException] = {}
+            async with self.batch_lock:
+                with TRANSACTIONS.labels(self.group).time():
+                    outcomes = await self.process(batches)
+                for partition, outcome in outcomes.items():
+                    if isinstance(outcome, FENCING_ERRORS):
+                        await self._give_up(partition)
+                    elif isinstance(outcome, BaseException):
+                        failed[partition] = outcome
+                    else:
+                        self.committed(partition, outcome)
+            if not failed:
+                aborts_in_a_row = 0
                 continue
-            aborts_in_a_row = 0
-            self.committed(results)
+            ABORTED.labels(self.group).inc(len(failed))
+            aborts_in_a_row += 1
+            first = next(iter(failed.values()))
+            if aborts_in_a_row >= MAX_ABORTS_IN_A_ROW:
+                log.error("transactions keep failing; stopping so a fresh process takes over",
+                          extra={"group": self.group, "aborts": aborts_in_a_row})
+                raise first
+            log.error("transaction failed; taking the partitions over again from their last commit",
+                      exc_info=first, extra={"group": self.group, "partitions": sorted(failed)})
+            for partition in failed:
+                self.rolled_back(partition)
+            await asyncio.sleep(min(0.25 * 2 ** aborts_in_a_row, 5.0))  # a broker away for a moment
+            await self._retry_take_over(set(failed))
 
-    async def _retry_restore(self, partitions: set[int]) -> None:
+    async def _retry_take_over(self, partitions: set[int]) -> None:
         async with self.batch_lock:
+            partitions &= {tp.partition for tp in self.consumer.assignment()}
             try:
-                await self._recover()
+                await self.take_over(partitions)
+            except FENCING_ERRORS:
+                for partition in partitions:
+                    await self._give_up(partition)
             except Exception:
-                log.exception("restoring state failed; will retry", extra={"partitions": sorted(partitions)})
+                # Not owned until taken over: the loop retries before reading on.
+                log.exception("taking over partitions failed; will retry",
+                              extra={"group": self.group, "partitions": sorted(partitions)})
+                await self.release(partitions)
                 await asyncio.sleep(1)
 
     async def _waiting(self, batches: dict[TopicPartition, list]) -> set[TopicPartition]:
@@ -225,39 +280,51 @@ class TransactionalWorker(ABC, Generic[State]):
         ends = await self.consumer.end_offsets(list(set(awaited.values())))
         return {tp for tp, other in awaited.items() if await self.consumer.position(other) < ends[other]}
 
-    async def process(self, batches: dict[TopicPartition, list]) -> list[Any]:
+    async def process(self, batches: dict[TopicPartition, list]) -> dict[int, list[Any] | BaseException]:
+        """Each partition's records in that partition's transaction, the partitions concurrently:
+        partition -> what handling returned, or why its transaction was aborted."""
         waiting = await self._waiting(batches)
-        ordered = sorted(batches.items(), key=lambda item: item[0].topic in self.waits_for)
-        offsets, touched, results = {}, set(), []
+        work: dict[int, list[tuple[TopicPartition, list]]] = defaultdict(list)
+        for tp, messages in sorted(batches.items(), key=lambda item: item[0].topic in self.waits_for):
+            if tp.partition not in self.owned or tp not in self.consumer.assignment():
+                continue  # revoked meanwhile, or not taken over yet: read again once it is
+            if tp in waiting:
+                DEFERRED.labels(self.group, tp.topic).inc()
+                self.consumer.seek(tp, messages[0].offset)
+                continue
+            work[tp.partition].append((tp, messages))
         now = utcnow()
-        self._sends = []
-        async with self.producer.transaction():
-            for tp, messages in ordered:
-                if tp.partition not in self.owned or tp not in self.consumer.assignment():
-                    continue  # revoked meanwhile, or not restored yet: read again once it is
-                if tp in waiting:
-                    DEFERRED.labels(self.group, tp.topic).inc()
-                    self.consumer.seek(tp, messages[0].offset)
-                    continue
+        partitions = list(work)
+        outcomes = await asyncio.gather(*(self._transact(p, work[p], now) for p in partitions),
+                                        return_exceptions=True)
+        return dict(zip(partitions, outcomes))
+
+    async def _transact(self, partition: int, work: list[tuple[TopicPartition, list]], now: datetime) -> list[Any]:
+        transaction = _Transaction(self.producers[partition])
+        _CURRENT.set(transaction)
+        offsets, touched, results = {}, set(), []
+        async with transaction.producer.transaction():
+            for tp, messages in work:
                 for message in messages:
                     user, result = await self.handle(tp, message, now)
                     if user is not None:
-                        touched.add((tp.partition, user))
+                        touched.add(user)
                     results.append(result)
                 offsets[tp] = messages[-1].offset + 1
-            for partition, user in touched:
+            for user in touched:
                 value = json.dumps(self.state(partition, user).to_dict(), separators=(",", ":")).encode()
                 await self.send(self.state_topic, value, key=user.encode(), partition=partition)
             # A record the broker refused (too large, say) fails its future only: the commit would
             # still go through, offsets without that output. So every send is awaited first.
-            await asyncio.gather(*self._sends)
-            if offsets:
-                await self.producer.send_offsets_to_transaction(offsets, self.group)
+            await asyncio.gather(*transaction.sends)
+            await transaction.producer.send_offsets_to_transaction(offsets, self.group)
         return results
 
     # -- writing, inside the open transaction -------------------------------------------------
     async def send(self, topic: str, value: bytes, *, key: bytes, headers=None, partition: int | None = None) -> None:
-        self._sends.append(await self.producer.send(topic, value, key=key, headers=headers, partition=partition))
+        transaction = _CURRENT.get()
+        transaction.sends.append(await transaction.producer.send(topic, value, key=key, headers=headers,
+                                                                 partition=partition))
 
     async def publish(self, topic: str, event: Event, key: str, partition: int | None = None) -> None:
         record = self.signer.sign(to_record(event, key=key, source=self.source))

@@ -24,6 +24,11 @@ class ManagedProcess:
     def log_file(self) -> Path:
         return self.state_dir / "logs" / f"{self.name}.log"
 
+    @classmethod
+    def all(cls, state_dir: Path) -> list["ManagedProcess"]:
+        """Every process with a pid file in the state folder, alive or not."""
+        return [cls(path.stem, state_dir) for path in sorted((state_dir / "pids").glob("*.pid"))]
+
     def pid(self) -> int | None:
         """The pid if that process is alive (and not a zombie), else None."""
         try:

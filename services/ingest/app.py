@@ -22,7 +22,7 @@ from services.ingest.publisher import KafkaPublisher
 from services.ingest.replies import ReplyWaiter
 from services.ingest.routers import admin, attestation, console, coupons, events, health, me, review, stats
 from shared import topics
-from shared.db import create_pool
+from shared.db import alone, create_pool
 from shared.ops_http import start_ops_server
 from shared.events import utcnow
 from shared.settings import Settings, get_settings
@@ -34,14 +34,16 @@ NONCES_EXPIRED = Counter("ingest_nonces_expired_total", "Expired nonce claims re
 
 async def clean_expired_claims(pool: asyncpg.Pool, every: float) -> None:
     """Nonces, idempotency keys, attestation challenges and merchants' failed attempts are kept for as long
-    as they mean something, then removed; any gateway may run this (deleting twice is harmless)."""
+    as they mean something, then removed; with several gateways, one of them each round."""
     while True:
         try:
-            now = utcnow()
-            NONCES_EXPIRED.inc(await claims.delete_expired(pool, now))
-            await idempotency.delete_expired(pool, now)
-            await attestation_store.delete_expired_challenges(pool, now)
-            await merchants.delete_old_failures(pool, now)
+            async with alone(pool, "points.ingest.clean-expired-claims") as mine:
+                if mine:
+                    now = utcnow()
+                    NONCES_EXPIRED.inc(await claims.delete_expired(pool, now))
+                    await idempotency.delete_expired(pool, now)
+                    await attestation_store.delete_expired_challenges(pool, now)
+                    await merchants.delete_old_failures(pool, now)
         except Exception:
             log.exception("claim cleanup failed; will try again")
         await asyncio.sleep(every)
@@ -57,14 +59,16 @@ async def revalidate_stuck_events(pool: asyncpg.Pool, publisher: KafkaPublisher,
     A safety net: the validator commits its decisions with its input offsets in one transaction, so
     nothing it read stays undecided. An event pending this long was lost upstream of it (a submission
     dead-lettered and not replayed, a topic restored from an older backup); offering it again is
-    harmless, since the validator decides an event id once.
+    harmless, since the validator decides an event id once. With several gateways, one of them
+    offers each round's events, so none is offered once per gateway.
     """
     while True:
         await asyncio.sleep(after / 2)
         try:
-            for event in await claims.stuck_submissions(pool, utcnow() - timedelta(seconds=after)):
-                await publisher.publish(topics.SUBMITTED, event, key=event.user_id)
-                STUCK_REPUBLISHED.inc()
+            async with alone(pool, "points.ingest.revalidate-stuck-events") as mine:
+                for event in await claims.stuck_submissions(pool, utcnow() - timedelta(seconds=after)) if mine else ():
+                    await publisher.publish(topics.SUBMITTED, event, key=event.user_id)
+                    STUCK_REPUBLISHED.inc()
         except Exception:
             log.exception("revalidating stuck events failed; will try again")
 

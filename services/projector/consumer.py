@@ -27,6 +27,7 @@ UNREADABLE = Counter("projector_dead_lettered_records_total", "Unsigned or unrea
 BATCH_SECONDS = Histogram("projector_batch_seconds", "Time to apply one batch in PostgreSQL")
 LAG = Gauge("projector_lag_records", "Records behind the end of the log", ["topic", "partition"])
 UNSTORABLE = Counter("projector_unstorable_records_total", "Records PostgreSQL refused, set aside", ["topic", "sqlstate"])
+STALE = Counter("projector_stale_batches_total", "Batches dropped because another instance had written past them")
 BATCH_RETRIES = Counter("projector_batch_retries_total", "Batches tried again after a failure that was not theirs")
 
 # SQLSTATE classes that mean "this record's values": data exceptions (a NUL byte, a number out of
@@ -129,7 +130,8 @@ class Projector:
 
     async def _until_written(self, rows, sources, next_offsets) -> bool:
         """Write the batch; a failure that is not a record's own is retried, skipping nothing.
-        False when told to stop first: nothing of the batch is committed, so it is read again.
+        False when it was not written: told to stop first (nothing of it is committed, so it is read
+        again), or another instance had written past it (read on from where that one got).
 
         Every step is idempotent in log order, so writing a batch again after a half-done attempt
         ends in the same rows.
@@ -139,6 +141,15 @@ class Projector:
             try:
                 await self._write(rows, sources, next_offsets)
                 return True
+            except store.StaleBatch as stale:
+                STALE.inc()
+                log.warning("another instance wrote past this batch; reading on from the stored offsets",
+                            extra={"partitions": [f"{t}/{p}" for t, p in stale.stored]})
+                for (topic, partition), offset in stale.stored.items():
+                    tp = TopicPartition(topic, partition)
+                    if tp in self.consumer.assignment():
+                        self.consumer.seek(tp, offset)
+                return False
             except Exception as exc:
                 BATCH_RETRIES.inc()
                 log.warning("writing a batch failed; trying it again", extra={

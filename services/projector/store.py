@@ -28,6 +28,15 @@ async def load_offsets(pool: asyncpg.Pool, group: str) -> dict[tuple[str, int], 
     return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
 
+class StaleBatch(Exception):
+    """Another projector instance already wrote past this batch: this one lost the partitions in a
+    rebalance (or was paused past its session) and must read on from the stored offsets instead."""
+
+    def __init__(self, stored: dict[tuple[str, int], int]):
+        super().__init__(f"already written past this batch: {sorted(stored.items())}")
+        self.stored = stored
+
+
 async def apply_batch(
     pool: asyncpg.Pool, group: str, rows: Iterable[Row], next_offsets: dict[tuple[str, int], int]
 ) -> None:
@@ -36,6 +45,15 @@ async def apply_batch(
     events = [r for r in rows if isinstance(r, EventRow)]
     insights = [r.as_tuple() for r in rows if isinstance(r, InsightRow)]
     async with pool.acquire() as conn, conn.transaction():
+        # Offsets only move forward: the rows are locked, so of two instances that both think they
+        # own a partition, the one that comes second sees how far the first got and backs off.
+        stored = {(r["topic"], r["partition"]): r["next_offset"] for r in await conn.fetch(
+            "SELECT topic, partition, next_offset FROM projector_offsets WHERE consumer_group = $1 "
+            "AND (topic, partition) IN (SELECT * FROM unnest($2::text[], $3::int[])) FOR UPDATE",
+            group, [t for t, _ in next_offsets], [p for _, p in next_offsets])}
+        ahead = {tp: offset for tp, offset in stored.items() if offset > next_offsets[tp]}
+        if ahead:
+            raise StaleBatch(ahead)
         gaps = [r.as_tuple() for r in events if not r.authoritative]
         decisions = [r.as_tuple() for r in events if r.authoritative]
         if gaps:

@@ -16,7 +16,7 @@ async def main() -> None:
     await wait_for_topics(settings.kafka_bootstrap_servers, [topics.LEDGER, topics.COMMANDS, topics.COUPONS,
                                                              topics.REPLIES, topics.REDEEMER_STATE, topics.DEAD_LETTER])
     redeemer = Redeemer(settings.kafka_bootstrap_servers, signer=settings.signer(), keyring=settings.keyring(),
-                        keys=settings.coupon_keys(), instance=settings.instance)
+                        keys=settings.coupon_keys())
     await serve(redeemer, settings.ops_host, settings.redeemer_port)
 
 

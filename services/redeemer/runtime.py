@@ -36,8 +36,8 @@ class Redeemer(TransactionalWorker[Account]):
     # A redemption must see every credit that was in the ledger when it arrived.
     waits_for = {topics.COMMANDS: topics.LEDGER}
 
-    def __init__(self, bootstrap: str, *, signer: Signer, keyring: Keyring, keys: CouponKeys, instance: str):
-        super().__init__(bootstrap, signer=signer, keyring=keyring, instance=instance)
+    def __init__(self, bootstrap: str, *, signer: Signer, keyring: Keyring, keys: CouponKeys):
+        super().__init__(bootstrap, signer=signer, keyring=keyring)
         self.keys = keys
 
     async def handle(self, tp: TopicPartition, message, now: datetime) -> tuple[str | None, CommandAnswered | None]:
@@ -58,7 +58,7 @@ class Redeemer(TransactionalWorker[Account]):
         await self.publish(topics.REPLIES, answer, record.user_id, tp.partition)
         return record.user_id, answer
 
-    def committed(self, results: list[CommandAnswered | None]) -> None:
+    def committed(self, partition: int, results: list[CommandAnswered | None]) -> None:
         for answer in results:
             if answer is None:
                 continue

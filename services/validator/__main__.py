@@ -17,7 +17,7 @@ async def main() -> None:
         topics.SUBMITTED, topics.REVIEWS, topics.LEDGER, topics.FRAUD, topics.DEAD_LETTER, topics.VALIDATOR_STATE,
         topics.VALIDATOR_SIGHTINGS])
     validator = Validator(settings.kafka_bootstrap_servers, signer=settings.signer(), keyring=settings.keyring(),
-                          rules=rule_set(settings), instance=settings.instance)
+                          rules=rule_set(settings))
     await serve(validator, settings.ops_host, settings.validator_port)
 
 

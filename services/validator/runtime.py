@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import defaultdict
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -50,10 +51,12 @@ class Validator(TransactionalWorker[UserState]):
     # An admin's hold sent while an event was undecided wins over deciding it.
     waits_for = {topics.SUBMITTED: topics.REVIEWS}
 
-    def __init__(self, bootstrap: str, *, signer: Signer, keyring: Keyring, rules: RuleSet, instance: str):
-        super().__init__(bootstrap, signer=signer, keyring=keyring, instance=instance)
+    def __init__(self, bootstrap: str, *, signer: Signer, keyring: Keyring, rules: RuleSet):
+        super().__init__(bootstrap, signer=signer, keyring=keyring)
         self.rules = rules
         self.sightings = Sightings()
+        # partition -> the sightings its open transaction writes
+        self._unsettled: dict[int, list[bytes]] = defaultdict(list)
         self._sightings_read = asyncio.Event()
         self._following: asyncio.Task | None = None
 
@@ -74,8 +77,8 @@ class Validator(TransactionalWorker[UserState]):
         if self._following is not None and self._following.done():
             raise RuntimeError("the sightings reader stopped; device and IP counts would go stale")
 
-    def rolled_back(self) -> None:
-        self.sightings.rolled_back()
+    def rolled_back(self, partition: int) -> None:
+        self.sightings.rolled_back(self._unsettled.pop(partition, []))
 
     async def stop(self) -> None:
         if self._following:
@@ -114,6 +117,7 @@ class Validator(TransactionalWorker[UserState]):
     async def handle(self, tp: TopicPartition, message, now: datetime) -> tuple[str | None, Handled]:
         handled = await self._decide(tp, message, now)
         for sighting in handled.sightings:
+            self._unsettled[tp.partition].append(sighting.key())
             await self.send(topics.VALIDATOR_SIGHTINGS, sighting.value(), key=sighting.key())
         for out in handled.publish:
             await self.publish(out.topic, out.event, out.key)
@@ -136,8 +140,8 @@ class Validator(TransactionalWorker[UserState]):
         await self.dead_letter(tp, message, f"{type(record).__name__} does not belong on {tp.topic}")
         return Handled()
 
-    def committed(self, results: list[Handled]) -> None:
-        self.sightings.committed()
+    def committed(self, partition: int, results: list[Handled]) -> None:
+        self.sightings.committed(self._unsettled.pop(partition, []))
         now = utcnow()
         for item in results:
             if item.duplicate:

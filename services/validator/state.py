@@ -182,9 +182,11 @@ class Sightings:
             counts[kind] = self._count(sighting)
         return Context(accounts_on_device=counts["device"], accounts_on_ip=counts["ip"]), new
 
-    def committed(self) -> None:
-        self.recorded |= self.pending
-        self.pending.clear()
+    def committed(self, keys: list[bytes]) -> None:
+        """The pairs a transaction that committed wrote."""
+        self.recorded.update(keys)
+        self.pending.difference_update(keys)
 
-    def rolled_back(self) -> None:
-        self.pending.clear()
+    def rolled_back(self, keys: list[bytes]) -> None:
+        """The pairs of a transaction that was rolled back: written again by its retry."""
+        self.pending.difference_update(keys)

@@ -20,7 +20,7 @@ def quiet(_: str) -> None:
 
 
 def pid_of(stack, name: str) -> int:
-    pid = stack.service(name).process(stack.settings).pid()
+    pid = stack.service(name).process().pid()
     assert pid is not None, f"{name} is not running"
     return pid
 
@@ -105,7 +105,7 @@ async def test_sigterm_stops_a_consumer_cleanly_and_its_successor_resumes_where_
         stack, gateway, token, db, service):
     user = new_user()
     headers = token(user)
-    log = stack.service(service).process(stack.settings).log_file
+    log = stack.service(service).process().log_file
     logged_before = log.stat().st_size
     pid = pid_of(stack, service)
     submitted = [await gateway.post("/v1/events", json=habit_event(), headers=headers) for _ in range(3)]

@@ -44,7 +44,7 @@ def republished(stack) -> float:
 
 @pytest.mark.timeout(600)
 async def test_every_acknowledged_event_is_decided_soon_after_each_validator_crash(stack, gateway, token, db):
-    validator = stack.service("validator").process(stack.settings)
+    validator = stack.service("validator").process()
     repaired_before = republished(stack)
     for crash in range(CRASHES):
         acked: list[str] = []

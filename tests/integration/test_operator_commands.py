@@ -93,7 +93,7 @@ async def test_a_template_disabled_from_the_command_line_is_no_longer_offered(ga
 
 async def test_hold_pending_from_the_command_line_sends_undecided_events_to_review_naming_the_operator(
         stack, gateway, token, db):
-    validator = stack.service("validator").process(stack.settings)
+    validator = stack.service("validator").process()
     os.kill(validator.pid(), signal.SIGKILL)
     headers = token(new_user())
     try:

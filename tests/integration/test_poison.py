@@ -111,7 +111,7 @@ async def test_an_unstorable_record_on_the_log_is_set_aside_as_an_attack_and_the
 async def test_a_database_outage_is_waited_out_without_skipping_a_record(stack, settings, db):
     if stack.postgres is None:
         pytest.skip("PostgreSQL is not run by this stack (a container): it cannot be stopped here")
-    projector = stack.service("projector").process(settings)
+    projector = stack.service("projector").process()
     before = projector.pid()
     user = new_user()
     during = decision(user)
@@ -158,7 +158,7 @@ async def test_a_dead_letter_replayed_after_the_fix_is_applied(stack, settings, 
     assert await db.fetchval("SELECT count(*) FROM points_events WHERE id = $1", healthy.event_id) == 0
 
     # The fix: the projector learns the new key. Then the dead letter is replayed and applied.
-    projector = next(s for s in stack.services if s.name == "projector").process(settings)
+    projector = next(s for s in stack.services if s.name == "projector").process()
     projector.stop()
     trusting = ManagedProcess("projector-trusting", settings.state_dir)
     extra = json.dumps(Keyring({"rotating-in": new_key.public_bytes()}).jwks())

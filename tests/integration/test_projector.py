@@ -131,3 +131,21 @@ async def test_a_batch_that_fails_in_the_database_leaves_neither_rows_nor_offset
 
     assert await db.fetchval("SELECT count(*) FROM points_events WHERE user_id = $1", user) == 0
     assert await db.fetchval("SELECT count(*) FROM projector_offsets WHERE consumer_group = $1", group) == 0
+
+
+async def test_a_batch_from_an_instance_that_lost_its_partition_cannot_overwrite_what_the_new_owner_wrote(schema):
+    """Two projectors both believe they own partition 0: the new owner wrote the event's later
+    decision (a review's rejection, offset 5); the old one wakes up with the earlier one (offset 1)."""
+    db = schema
+    user, group = new_user(), f"test-projector-{uuid.uuid4().hex[:8]}"
+    validated = decision(user, 10)
+    rejected = validated.model_copy(update={"validation_status": "rejected"})
+    await store.apply_batch(db, group, [project(rejected, Position("t", 0, 5))], {("t", 0): 6})
+
+    with pytest.raises(store.StaleBatch) as stale:
+        await store.apply_batch(db, group, [project(validated, Position("t", 0, 1))], {("t", 0): 2})
+
+    assert stale.value.stored == {("t", 0): 6}
+    assert await db.fetchval("SELECT validation_status FROM points_events WHERE id = $1",
+                             validated.event_id) == "rejected"
+    assert await db.fetchval("SELECT next_offset FROM projector_offsets WHERE consumer_group = $1", group) == 6

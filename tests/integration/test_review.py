@@ -90,7 +90,7 @@ async def test_fraud_insights_can_be_filtered_by_severity(gateway, token, admin)
 
 async def test_hold_pending_sends_undecided_events_to_review_instead_of_the_validator(stack, gateway, token, admin,
                                                                                      db):
-    validator = next(s for s in stack.services if s.name == "validator").process(stack.settings)
+    validator = next(s for s in stack.services if s.name == "validator").process()
     os.kill(validator.pid(), signal.SIGKILL)
     user = new_user()
     headers = token(user)

@@ -54,7 +54,7 @@ async def test_the_log_keeps_every_record_and_state_topics_are_compacted(setting
         topic = found[spec.name]
         assert value(topic, "min.insync.replicas") == str(settings.min_insync_replicas), spec.name
         assert value(topic, "unclean.leader.election.enable") == "false", spec.name
-        assert topic.replication_factor == settings.topic_replication_factor, spec.name
+        assert topic.replication_factor == settings.replication_factor, spec.name
         assert topic.partitions == (spec.partitions or settings.topic_partitions), spec.name
 
 
@@ -82,7 +82,7 @@ async def test_a_topic_with_the_wrong_partition_count_is_refused_by_name_and_lef
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, 2, 1)])
-        layout = Layout(partitions=6, replication_factor=settings.topic_replication_factor,
+        layout = Layout(partitions=6, replication_factor=settings.replication_factor,
                         min_insync_replicas=settings.min_insync_replicas)
 
         with pytest.raises(TopicDrift) as refused:
@@ -99,7 +99,7 @@ async def test_a_topic_with_the_wrong_partition_count_is_refused_by_name_and_lef
 
 async def test_missing_topics_are_created_with_their_intended_config(settings):
     name = f"points-test-new-{uuid.uuid4().hex[:8]}"
-    layout = Layout(partitions=3, replication_factor=settings.topic_replication_factor,
+    layout = Layout(partitions=3, replication_factor=settings.replication_factor,
                     min_insync_replicas=settings.min_insync_replicas)
     try:
         report = await ensure_topics(settings.kafka_bootstrap_servers, layout, specs=(TopicSpec(name, "latest"),))

@@ -140,10 +140,10 @@ def test_a_sighting_from_a_rolled_back_batch_is_written_again_by_the_retry():
     sightings = Sightings()
     event = submitted(device_id="dev-9")
     first = on_submission(event, UserState(), sightings, RULES)
-    sightings.rolled_back()
+    sightings.rolled_back([s.key() for s in first.sightings])
 
     retry = on_submission(event, UserState(), sightings, RULES)
-    sightings.committed()
+    sightings.committed([s.key() for s in retry.sightings])
     later = on_submission(submitted(T0 + timedelta(hours=2), device_id="dev-9"), UserState(), sightings, RULES)
 
     assert first.sightings == retry.sightings == [Sighting("device", "dev-9", "u1")]
