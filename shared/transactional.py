@@ -32,6 +32,7 @@ from prometheus_client import Counter, Histogram
 
 from shared import topics
 from shared.changelog import read_to_end
+from shared.consuming import fill
 from shared.deadletter import dead_letter
 from shared.envelope import UnreadableRecord, from_record, to_record
 from shared.events import Event, utcnow
@@ -228,6 +229,7 @@ class TransactionalWorker(ABC, Generic[State]):
             batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
             if not batches:
                 continue
+            batches = await fill(self.consumer, batches, max_records=500)
             failed: dict[int, BaseException] = {}
             async with self.batch_lock:
                 with TRANSACTIONS.labels(self.group).time():

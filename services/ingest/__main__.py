@@ -13,9 +13,10 @@ def main() -> None:
     settings = get_settings()
     uvicorn.run(create_app(settings), host=settings.gateway_host, port=settings.gateway_port,
                 log_config=None, access_log=False, timeout_graceful_shutdown=10,
-                # Headers up to 64 KiB reach the app, so an over-long token gets a 401 problem document
-                # from the auth check rather than the HTTP parser's plain-text 400.
-                h11_max_incomplete_event_size=64 * 1024)
+                # libuv's loop and the C HTTP parser: the pure-Python ones cost more CPU per request
+                # than the rest of the gateway's work (measured in docs/benchmarks.md).
+                loop="uvloop", http="httptools",
+                )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -73,12 +74,23 @@ async def revalidate_stuck_events(pool: asyncpg.Pool, publisher: KafkaPublisher,
             log.exception("revalidating stuck events failed; will try again")
 
 
+# FastAPI asks OpenTelemetry on every request whether anyone configured it (an environment lookup
+# per request); metrics here are Prometheus's, so it is switched off where FastAPI has it.
+_WITHOUT_OPENTELEMETRY = {"telemetry": {"tracing": False, "metrics": False, "logs": False}} \
+    if "telemetry" in inspect.signature(FastAPI).parameters else {}
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.pool = await create_pool(settings.service_dsn("ingest"), min_size=1, max_size=10)
+        # No reset query on release (a round trip per request): the gateway sets nothing on a session
+        # beyond a transaction (SET LOCAL, transaction-level advisory locks).
+        app.state.pool = await create_pool(settings.service_dsn("ingest"), min_size=1, max_size=10,
+                                           reset=False)
+        app.state.marks = claims.PublishedMarks(app.state.pool)
+        app.state.marks.start()
         app.state.publisher = KafkaPublisher(settings.kafka_bootstrap_servers, settings.signer(),
                                              settings.publish_timeout_seconds)
         await app.state.publisher.start()
@@ -103,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await ops.cleanup()
             await app.state.replies.stop()
             await app.state.publisher.stop()
+            await app.state.marks.stop()
             await app.state.pool.close()
 
     public = settings.exposes_ops_publicly
@@ -114,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs" if public else None,
         redoc_url="/redoc" if public else None,
         openapi_url="/openapi.json" if public else None,
+        **_WITHOUT_OPENTELEMETRY,
     )
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)

@@ -1,6 +1,6 @@
 """The gateway's claim on (user, nonce) in PostgreSQL, shared by every gateway process.
 
-One short transaction per submission, serialised per user by an advisory lock, decides whether
+One statement per submission, serialised per user by an advisory lock, decides whether
 the request is new, a retry, a reuse of the nonce, or over the hourly limit. Only then is the
 record published; the claim remembers it until Kafka acknowledges, so a retry can publish the
 very same event (same event id) again, and nothing is counted twice downstream.
@@ -8,6 +8,8 @@ very same event (same event id) again, and nothing is counted twice downstream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,6 +17,8 @@ import asyncpg
 
 from services.ingest.ratelimit import WINDOW, Quota
 from shared.events import EventSubmitted, utcnow
+
+log = logging.getLogger("points.ingest")
 
 
 @dataclass(frozen=True)
@@ -43,39 +47,63 @@ Outcome = Claimed | Duplicate | NonceReused | RateLimited
 
 
 async def claim(pool: asyncpg.Pool, event: EventSubmitted, *, limit: int, ttl: timedelta) -> Outcome:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", event.user_id)
-        existing = await conn.fetchrow(
-            "SELECT body_hash, published_at, created_at, record FROM used_nonces WHERE user_id = $1 AND nonce = $2",
-            event.user_id, event.nonce,
-        )
-        if existing is not None:
-            if existing["body_hash"] != event.body_hash:
-                return NonceReused()
-            return Duplicate(EventSubmitted.model_validate(existing["record"]),
-                             published=existing["published_at"] is not None, claimed_at=existing["created_at"])
-        window = await conn.fetchrow(
-            "SELECT count(*) AS used, min(created_at) AS oldest FROM used_nonces "
-            "WHERE user_id = $1 AND created_at > $2",
-            event.user_id, event.received_at - WINDOW,
-        )
-        quota = Quota(limit=limit, used=window["used"], oldest_in_window=window["oldest"])
-        if quota.exhausted:
-            return RateLimited(quota)
-        await conn.execute(
-            "INSERT INTO used_nonces (user_id, nonce, event_id, body_hash, created_at, expires_at, record) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            event.user_id, event.nonce, event.event_id, event.body_hash, event.received_at,
-            event.received_at + ttl, event.model_dump(mode="json"),
-        )
-        return Claimed(quota)
+    """One statement (migration 0012's claim_nonce): the lock, the look-up, the count and the insert
+    in one round trip."""
+    row = await pool.fetchrow(
+        "SELECT * FROM claim_nonce($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        event.user_id, event.nonce, event.event_id, event.body_hash, event.received_at, event.received_at + ttl,
+        event.model_dump(mode="json"), event.received_at - WINDOW, limit)
+    match row["outcome"]:
+        case "reused":
+            return NonceReused()
+        case "duplicate":
+            return Duplicate(EventSubmitted.model_validate(row["first_record"]), published=row["published"],
+                             claimed_at=row["claimed_at"])
+    quota = Quota(limit=limit, used=row["used"], oldest_in_window=row["oldest"])
+    return RateLimited(quota) if row["outcome"] == "limited" else Claimed(quota)
 
 
-async def mark_published(pool: asyncpg.Pool, event: EventSubmitted) -> None:
-    await pool.execute(
-        "UPDATE used_nonces SET published_at = now() WHERE user_id = $1 AND nonce = $2 AND published_at IS NULL",
-        event.user_id, event.nonce,
-    )
+class PublishedMarks:
+    """Which claims Kafka has acknowledged, written a batch at a time off the request path.
+
+    Only a retry of the same nonce reads the mark (and waits for it a moment, or publishes the same
+    event again after a while, which every consumer applies once), so a mark lost in a crash costs
+    nothing but that wait.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, every: float = 0.02):
+        self.pool, self.every = pool, every
+        self.waiting: list[tuple[str, str]] = []
+        self._task: asyncio.Task | None = None
+
+    def mark(self, event: EventSubmitted) -> None:
+        self.waiting.append((event.user_id, event.nonce))
+
+    async def flush(self) -> None:
+        batch, self.waiting = self.waiting, []
+        if batch:
+            await self.pool.execute(
+                "UPDATE used_nonces n SET published_at = now() FROM unnest($1::text[], $2::text[]) AS m(u, k) "
+                "WHERE n.user_id = m.u AND n.nonce = m.k AND n.published_at IS NULL",
+                [u for u, _ in batch], [k for _, k in batch])
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("marking claims published failed; a retry of those nonces will publish again")
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
 
 
 async def wait_for_first_publish(pool: asyncpg.Pool, event: EventSubmitted, deadline: datetime) -> bool:

@@ -7,8 +7,12 @@ import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+# Every dependency is `async def`: FastAPI runs a plain `def` in its thread pool, a thread hop per
+# dependency per request.
+
 from services.ingest import redemptions
 from services.ingest.auth import Principal, TokenVerifier
+from services.ingest.claims import PublishedMarks
 from services.ingest.flags import FlagCache, check_write_allowed
 from services.ingest.problems import Problem
 from services.ingest.publisher import KafkaPublisher
@@ -17,29 +21,33 @@ from shared.settings import Settings
 _bearer = HTTPBearer(auto_error=False)
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_pool(request: Request) -> asyncpg.Pool:
+async def get_pool(request: Request) -> asyncpg.Pool:
     return request.app.state.pool
 
 
-def get_publisher(request: Request) -> KafkaPublisher:
+async def get_publisher(request: Request) -> KafkaPublisher:
     return request.app.state.publisher
 
 
-def get_ports(request: Request) -> redemptions.Ports:
+async def get_ports(request: Request) -> redemptions.Ports:
     state = request.app.state
     return redemptions.Ports(pool=state.pool, publisher=state.publisher, replies=state.replies,
                              settings=state.settings, keys=state.coupon_keys)
 
 
-def get_flags(request: Request) -> FlagCache:
+async def get_marks(request: Request) -> PublishedMarks:
+    return request.app.state.marks
+
+
+async def get_flags(request: Request) -> FlagCache:
     return request.app.state.flags
 
 
-def get_principal(
+async def get_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
     if credentials is None:
@@ -49,7 +57,7 @@ def get_principal(
 
 
 def require_role(*roles: str):
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role not in roles:
             raise Problem(403, "forbidden", f"This needs the role {' or '.join(roles)}.")
         return principal
@@ -63,10 +71,11 @@ Publisher = Annotated[KafkaPublisher, Depends(get_publisher)]
 AppUser = Annotated[Principal, Depends(require_role("user"))]
 Admin = Annotated[Principal, Depends(require_role("admin"))]
 FlagsDep = Annotated[FlagCache, Depends(get_flags)]
+Marks = Annotated[PublishedMarks, Depends(get_marks)]
 Ports = Annotated[redemptions.Ports, Depends(get_ports)]
 
 
-def writes_allowed(user: AppUser, flags: FlagsDep) -> Principal:
+async def writes_allowed(user: AppUser, flags: FlagsDep) -> Principal:
     """The kill switch and the canary, for every write an app user makes."""
     check_write_allowed(flags.current, user.sub)
     return user

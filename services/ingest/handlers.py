@@ -25,13 +25,13 @@ class Accepted:
     headers: dict[str, str]
 
 
-async def _publish(publisher: KafkaPublisher, pool: asyncpg.Pool, event: EventSubmitted) -> None:
+async def _publish(publisher: KafkaPublisher, marks: claims.PublishedMarks, event: EventSubmitted) -> None:
     await publish_or_503(publisher, topics.SUBMITTED, event, key=event.user_id, what="event")
-    await claims.mark_published(pool, event)
+    marks.mark(event)
 
 
 async def submit_event(event: EventSubmitted, *, pool: asyncpg.Pool, publisher: KafkaPublisher,
-                       settings: Settings) -> Accepted:
+                       marks: claims.PublishedMarks, settings: Settings) -> Accepted:
     outcome = await claims.claim(pool, event, limit=settings.rate_limit_per_hour,
                                  ttl=timedelta(hours=settings.nonce_ttl_hours))
     match outcome:
@@ -48,8 +48,8 @@ async def submit_event(event: EventSubmitted, *, pool: asyncpg.Pool, publisher: 
         case claims.Duplicate(event=first, published=published, claimed_at=claimed_at):
             if not published and not await claims.wait_for_first_publish(
                     pool, first, claimed_at + FIRST_PUBLISH_PATIENCE):
-                await _publish(publisher, pool, first)
+                await _publish(publisher, marks, first)
             return Accepted(first, duplicate=True, headers={})
         case claims.Claimed(quota=quota):
-            await _publish(publisher, pool, event)
+            await _publish(publisher, marks, event)
             return Accepted(event, duplicate=False, headers=quota.headers(utcnow(), after_accepting=True))

@@ -4,6 +4,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import uvloop
+
 from services.projector import health
 from services.projector.consumer import Projector
 from services.projector.set_aside import SetAside
@@ -36,4 +38,4 @@ async def main() -> None:
 
 if __name__ == "__main__":
     logs.configure()
-    asyncio.run(main())
+    uvloop.run(main())

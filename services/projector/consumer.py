@@ -16,6 +16,7 @@ from services.projector import store
 from services.projector.projection import Position, project
 from services.projector.set_aside import SetAside
 from shared import topics
+from shared.consuming import fill
 from shared.envelope import UnreadableRecord, from_record
 from shared.signing import BadSignature, Keyring
 
@@ -105,6 +106,7 @@ class Projector:
         while self.running:
             batches = await self.consumer.getmany(timeout_ms=200, max_records=1000)
             if batches:
+                batches = await fill(self.consumer, batches, max_records=1000)
                 await self.apply(batches)
                 await self._report_lag()
 

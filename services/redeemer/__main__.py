@@ -1,7 +1,7 @@
 """Bootstrap of the redeemer process: `python -m services.redeemer`."""
 from __future__ import annotations
 
-import asyncio
+import uvloop
 
 from services.redeemer.runtime import Redeemer
 from shared import logs, topics
@@ -22,4 +22,4 @@ async def main() -> None:
 
 if __name__ == "__main__":
     logs.configure()
-    asyncio.run(main())
+    uvloop.run(main())

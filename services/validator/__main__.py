@@ -1,7 +1,7 @@
 """Bootstrap of the validator process: `python -m services.validator`."""
 from __future__ import annotations
 
-import asyncio
+import uvloop
 
 from services.validator.runtime import Validator
 from services.validator.signals import rule_set
@@ -23,4 +23,4 @@ async def main() -> None:
 
 if __name__ == "__main__":
     logs.configure()
-    asyncio.run(main())
+    uvloop.run(main())

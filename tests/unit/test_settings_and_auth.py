@@ -121,6 +121,24 @@ def test_a_dev_token_carries_subject_and_role():
     assert (principal.sub, principal.role) == ("alice", "admin")
 
 
+def test_a_token_verified_once_is_remembered_until_it_expires_and_only_byte_for_byte(monkeypatch):
+    verifier = TokenVerifier(Settings(POINTS_ENV="test"))
+    token = jwt.encode(claims(), DEV_JWT_SECRET, algorithm="HS256")
+    decoded, real_decode = [], jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: decoded.append(a[0]) or real_decode(*a, **k))
+
+    first, again = verifier.verify(token), verifier.verify(token)
+    header, payload, signature = token.split(".")
+    with pytest.raises(Problem):  # not the remembered string: checked in full, and refused
+        verifier.verify(f"{header}.{payload}.{signature[:-2]}AA")
+    later = claims()["exp"] + 61
+    monkeypatch.setattr("services.ingest.auth.time.time", lambda: later)
+    verifier.verify(token)  # past its expiry and the leeway by our clock: checked again in full
+
+    assert first == again and first.sub == "a"
+    assert decoded == [token, f"{header}.{payload}.{signature[:-2]}AA", token]
+
+
 def test_dev_tokens_are_refused_once_a_real_secret_is_configured():
     with pytest.raises(PermissionError):
         mint_dev_token(Settings(POINTS_ENV="dev", POINTS_JWT_SECRET=REAL_SECRET), "alice")

@@ -121,6 +121,9 @@ async def get_redemption(redemption_id: UUID, user: AppUser, ports: Ports) -> Re
     if answer is None:
         if claim is None:
             raise Problem(404, "not-found", "No such redemption.")
+        if isinstance(claim, idempotency.Answered) and claim.status_code == 201:
+            # Answered 201 at once; the read model follows a moment later. The answer says the same.
+            return _redeemed(redemption_id, claim.response, ports)
         if isinstance(claim, idempotency.Answered) and claim.status_code >= 400:
             # Refused before the redeemer saw it (an unknown or withdrawn template): never pending.
             return RedemptionStatus(redemption_id=redemption_id, status="failed",
@@ -130,6 +133,10 @@ async def get_redemption(redemption_id: UUID, user: AppUser, ports: Ports) -> Re
     if answer["outcome"] != "redeemed":
         return RedemptionStatus(redemption_id=redemption_id, status="failed", reason=answer["outcome"],
                                 available_points=detail.get("available_points"))
+    return _redeemed(redemption_id, detail, ports)
+
+
+def _redeemed(redemption_id: UUID, detail: dict, ports: redemptions.Ports) -> JSONResponse:
     coupon_id = UUID(detail["coupon_id"])
     redeemed = RedemptionStatus(redemption_id=redemption_id, status="redeemed", coupon_id=coupon_id,
                                 code=ports.keys.code_for(coupon_id), points_cost=detail["points_cost"],

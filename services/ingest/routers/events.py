@@ -12,7 +12,7 @@ from prometheus_client import Counter
 
 from services.ingest import handlers
 from services.ingest.attestation.assess import assess
-from services.ingest.deps import AppUser, Pool, Publisher, SettingsDep, WritingUser
+from services.ingest.deps import AppUser, Marks, Pool, Publisher, SettingsDep, WritingUser
 from services.ingest.problems import COMMON_PROBLEMS, Problem, problem_responses
 from services.ingest.readmodels import event_by_id
 from services.ingest.schemas import EventAccepted, EventView, SubmitEvent
@@ -39,7 +39,7 @@ def client_ip_hash(request: Request, settings) -> str | None:
 @router.post("", status_code=202, response_model=EventAccepted, responses={
     200: {"model": EventAccepted, "description": "A retry of an accepted event: the first event id"},
     **problem_responses(413, 429, 503)})
-async def submit_event(body: SubmitEvent, user: WritingUser, pool: Pool, publisher: Publisher,
+async def submit_event(body: SubmitEvent, user: WritingUser, pool: Pool, publisher: Publisher, marks: Marks,
                        settings: SettingsDep, request: Request) -> JSONResponse:
     """Record what a user did; answered once Kafka has it."""
     now = utcnow()
@@ -57,7 +57,8 @@ async def submit_event(body: SubmitEvent, user: WritingUser, pool: Pool, publish
     event = event.model_copy(update={"attestation": verdict.verdict, "attestation_reasons": verdict.reasons,
                                      "client_ip_hash": client_ip_hash(request, settings)})
     try:
-        accepted = await handlers.submit_event(event, pool=pool, publisher=publisher, settings=settings)
+        accepted = await handlers.submit_event(event, pool=pool, publisher=publisher, marks=marks,
+                                                settings=settings)
     except Problem as problem:
         REFUSED.labels(problem.slug).inc()
         raise

@@ -1,0 +1,26 @@
+"""Reading in batches big enough to be worth a transaction."""
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaConsumer
+
+# A batch smaller than this waits up to LINGER_MS for more: each transaction (and each PostgreSQL
+# commit) costs the broker and the database about as much as dozens of records, so at moderate
+# rates a few milliseconds of waiting divide that cost among many records.
+ENOUGH_RECORDS = 500
+LINGER_MS = 50
+
+
+async def fill(consumer: AIOKafkaConsumer, batches: dict, *, max_records: int) -> dict:
+    """`batches` (as getmany returned them), topped up with whatever arrives within LINGER_MS
+    when they hold fewer than ENOUGH_RECORDS; each partition's records stay in order."""
+    count = sum(len(messages) for messages in batches.values())
+    if count >= ENOUGH_RECORDS:
+        return batches
+    # getmany returns as soon as anything is there; the fetcher keeps reading while this sleeps.
+    await asyncio.sleep(LINGER_MS / 1000)
+    more = await consumer.getmany(timeout_ms=0, max_records=max_records - count)
+    for tp, messages in more.items():
+        batches.setdefault(tp, []).extend(messages)
+    return batches
