@@ -386,9 +386,13 @@ def simulate(
 @app.command()
 def bench(
     samples: Annotated[int, typer.Option(help="Requests per single-client measure.", min=5)] = 60,
+    rates: Annotated[str, typer.Option(help="Offered event rates (ev/s, comma-separated) stepped through until "
+                                            "one breaks; empty: no throughput steps.")] = "50,100,200,400,800,1600",
+    step_seconds: Annotated[float, typer.Option(help="How long each offered rate runs.", min=1)] = 20.0,
     report: Annotated[str | None, typer.Option(help="Write the report (Markdown) to this file.")] = None,
 ) -> None:
-    """The guide's load tests against the running system: medians, ratios, thresholds and invariants."""
+    """The guide's load tests against the running system, then offered rates stepped up until the
+    system stops keeping up: medians, ratios, CPU per event, thresholds and invariants."""
     import asyncio
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -403,6 +407,15 @@ def bench(
             return lambda n: progress.advance(task, n)
 
         result = asyncio.run(bench_run.run(get_settings(), samples=samples, progress=part))
+    throughput = None
+    if rates.strip():
+        from deploy import knee
+
+        stack = Stack(get_settings())
+        pids = {part.name: part.process.pid() for part in stack.infrastructure()}
+        pids |= {service.name: service.process().pid() for service in stack.services}
+        throughput = asyncio.run(knee.run(stack.settings, pids, rates=tuple(int(r) for r in rates.split(",")),
+                                          seconds=step_seconds, echo=lambda msg: console.print(msg)))
     table = Table("measure", "median (ms)", "p95 (ms)")
     for timing in result.serial:
         table.add_row(timing.name, f"{timing.median_ms:.1f}", f"{timing.p95_ms:.1f}")
@@ -416,7 +429,7 @@ def bench(
     if report:
         from pathlib import Path
 
-        Path(report).write_text(result.markdown())
+        Path(report).write_text(result.markdown() + ("\n" + throughput.markdown() if throughput else ""))
         console.print(f"report written to {report}")
     if not result.passed:
         raise typer.Exit(1)

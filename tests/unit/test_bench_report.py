@@ -35,3 +35,26 @@ def test_the_report_states_each_measure_as_a_ratio_to_the_http_floor_of_the_same
     assert "| POST /v1/events | 20.0 | 20.0 | 10.0x |" in text
     assert "| events | 5 | 202: 5 | 0 | 12 | 40 | 80 | 10 % of the machine |" in text
     assert report.passed
+
+
+def test_a_throughput_step_breaks_on_a_slow_tail_on_errors_or_on_falling_behind_the_offered_rate():
+    from deploy.knee import Step
+
+    def step(accepted: int, errors: int, p99: float) -> Step:
+        return Step("x", offered=100, seconds=10, accepted=accepted, errors=errors, latencies=[0.01] * 98 + [p99] * 2)
+
+    assert not step(1000, 0, 0.2).broken
+    assert step(1000, 0, 1.5).broken  # p99 over a second
+    assert step(1000, 20, 0.2).broken  # 2 % errors
+    assert step(800, 0, 0.2).broken  # 80 ev/s of the 100 offered
+
+
+def test_cpu_per_event_is_each_process_share_of_the_accepted_events():
+    from deploy.knee import KneeReport, Step
+
+    done = Step("100/s", 100, 10, accepted=1000, latencies=[0.01] * 100, decisions=[0.05] * 10,
+                cpu_ms={"kafka": 4000.0, "ingest": 2000.0, "load generator": 900.0})
+    report = KneeReport(datetime(2026, 11, 27, tzinfo=timezone.utc), 2, 2000.0, 20000.0, 30000.0, [done], None)
+
+    assert done.cpu_per_event() == {"kafka": 4.0, "ingest": 2.0, "load generator": 0.9}
+    assert "| 100/s | 100 | 100 | 10 | 10 | 0 | 50 | 50 | 0.0 | 6.0 | no |" in report.markdown()
