@@ -78,6 +78,7 @@ class _Restore(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned) -> None:
         async with self.worker.batch_lock:
+            self.worker.generation += 1
             partitions = {tp.partition for tp in assigned}
             self.worker.fenced -= partitions
             try:
@@ -119,6 +120,8 @@ class TransactionalWorker(ABC, Generic[State]):
         # group assigns them again (taking them back at once would fence the rightful owner).
         self.fenced: set[int] = set()
         self.batch_lock = asyncio.Lock()
+        # Counts assignments: records fetched under an earlier one are not handled.
+        self.generation = 0
         self.running = False
 
     # A user's state: built with no arguments, stored as JSON through from_dict / to_dict.
@@ -200,16 +203,21 @@ class TransactionalWorker(ABC, Generic[State]):
         for partition, values in stored.items():
             self.states[partition] = {key.decode(): self.state_class.from_dict(json.loads(value))
                                       for key, value in values.items()}
-        for tp in self.consumer.assignment() if rewind else ():
+        if rewind:
+            await self._rewind(partitions)
+        self.owned |= partitions
+        log.info("partitions taken over", extra={"group": self.group, "partitions": sorted(partitions),
+                                                   "users": sum(len(self.states[p]) for p in partitions)})
+
+    async def _rewind(self, partitions: set[int]) -> None:
+        """Read the partitions on from their last committed offsets."""
+        for tp in self.consumer.assignment():
             if tp.partition in partitions:
                 committed = await self.consumer.committed(tp)
                 if committed is None:
                     await self.consumer.seek_to_beginning(tp)
                 else:
                     self.consumer.seek(tp, committed)
-        self.owned |= partitions
-        log.info("partitions taken over", extra={"group": self.group, "partitions": sorted(partitions),
-                                                   "users": sum(len(self.states[p]) for p in partitions)})
 
     async def _give_up(self, partition: int) -> None:
         FENCED.labels(self.group).inc()
@@ -226,10 +234,17 @@ class TransactionalWorker(ABC, Generic[State]):
             unowned = {tp.partition for tp in self.consumer.assignment()} - self.owned - self.fenced
             if unowned:
                 await self._retry_take_over(unowned)
+            generation = self.generation
             batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
             if not batches:
                 continue
             batches = await fill(self.consumer, batches, max_records=500)
+            if generation != self.generation:
+                # A rebalance while these were read: some may predate it, some not. None is handled;
+                # every partition reads on from its last commit instead.
+                async with self.batch_lock:
+                    await self._rewind(self.owned)
+                continue
             failed: dict[int, BaseException] = {}
             async with self.batch_lock:
                 with TRANSACTIONS.labels(self.group).time():

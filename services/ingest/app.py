@@ -19,6 +19,7 @@ from services.ingest.auth import TokenVerifier
 from services.ingest.flags import FlagCache
 from services.ingest.limits import BodySizeLimit
 from services.ingest.metrics import RequestMetrics
+from services.ingest.ports import Ports
 from services.ingest.publisher import KafkaPublisher
 from services.ingest.replies import ReplyWaiter
 from services.ingest.routers import admin, attestation, console, coupons, events, health, me, review, stats
@@ -98,6 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.replies.start()
         app.state.flags = FlagCache(app.state.pool, settings.flags_refresh_seconds)
         await app.state.flags.refresh()
+        app.state.ports = Ports(pool=app.state.pool, publisher=app.state.publisher, marks=app.state.marks,
+                                replies=app.state.replies, settings=settings, keys=app.state.coupon_keys)
         ops = None if settings.exposes_ops_publicly else await start_ops_server(
             settings.ops_host, settings.gateway_ops_port, ready=lambda: app.state.publisher.started)
         background = [asyncio.create_task(clean_expired_claims(app.state.pool, settings.nonce_cleanup_seconds)),

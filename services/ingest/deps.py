@@ -10,9 +10,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 # Every dependency is `async def`: FastAPI runs a plain `def` in its thread pool, a thread hop per
 # dependency per request.
 
-from services.ingest import redemptions
+from services.ingest import ports
 from services.ingest.auth import Principal, TokenVerifier
-from services.ingest.claims import PublishedMarks
 from services.ingest.flags import FlagCache, check_write_allowed
 from services.ingest.problems import Problem
 from services.ingest.publisher import KafkaPublisher
@@ -33,14 +32,8 @@ async def get_publisher(request: Request) -> KafkaPublisher:
     return request.app.state.publisher
 
 
-async def get_ports(request: Request) -> redemptions.Ports:
-    state = request.app.state
-    return redemptions.Ports(pool=state.pool, publisher=state.publisher, replies=state.replies,
-                             settings=state.settings, keys=state.coupon_keys)
-
-
-async def get_marks(request: Request) -> PublishedMarks:
-    return request.app.state.marks
+async def get_ports(request: Request) -> ports.Ports:
+    return request.app.state.ports
 
 
 async def get_flags(request: Request) -> FlagCache:
@@ -71,8 +64,7 @@ Publisher = Annotated[KafkaPublisher, Depends(get_publisher)]
 AppUser = Annotated[Principal, Depends(require_role("user"))]
 Admin = Annotated[Principal, Depends(require_role("admin"))]
 FlagsDep = Annotated[FlagCache, Depends(get_flags)]
-Marks = Annotated[PublishedMarks, Depends(get_marks)]
-Ports = Annotated[redemptions.Ports, Depends(get_ports)]
+Ports = Annotated[ports.Ports, Depends(get_ports)]
 
 
 async def writes_allowed(user: AppUser, flags: FlagsDep) -> Principal:

@@ -4,14 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-import asyncpg
-
 from services.ingest import claims
 from services.ingest.problems import Problem
-from services.ingest.publisher import KafkaPublisher, publish_or_503
+from services.ingest.ports import Ports
+from services.ingest.publisher import publish_or_503
 from shared import topics
 from shared.events import EventSubmitted, utcnow
-from shared.settings import Settings
 
 # How long a retry waits for the first copy's publish before publishing the same event itself:
 # longer than the producer's own request timeout, so the first copy has failed by then.
@@ -25,14 +23,14 @@ class Accepted:
     headers: dict[str, str]
 
 
-async def _publish(publisher: KafkaPublisher, marks: claims.PublishedMarks, event: EventSubmitted) -> None:
-    await publish_or_503(publisher, topics.SUBMITTED, event, key=event.user_id, what="event")
-    marks.mark(event)
+async def _publish(ports: Ports, event: EventSubmitted) -> None:
+    await publish_or_503(ports.publisher, topics.SUBMITTED, event, key=event.user_id, what="event")
+    ports.marks.mark(event)
 
 
-async def submit_event(event: EventSubmitted, *, pool: asyncpg.Pool, publisher: KafkaPublisher,
-                       marks: claims.PublishedMarks, settings: Settings) -> Accepted:
-    outcome = await claims.claim(pool, event, limit=settings.rate_limit_per_hour,
+async def submit_event(event: EventSubmitted, ports: Ports) -> Accepted:
+    settings = ports.settings
+    outcome = await claims.claim(ports.pool, event, limit=settings.rate_limit_per_hour,
                                  ttl=timedelta(hours=settings.nonce_ttl_hours))
     match outcome:
         case claims.NonceReused():
@@ -47,9 +45,9 @@ async def submit_event(event: EventSubmitted, *, pool: asyncpg.Pool, publisher: 
                                    **quota.headers(now, after_accepting=False)})
         case claims.Duplicate(event=first, published=published, claimed_at=claimed_at):
             if not published and not await claims.wait_for_first_publish(
-                    pool, first, claimed_at + FIRST_PUBLISH_PATIENCE):
-                await _publish(publisher, marks, first)
+                    ports.pool, first, claimed_at + FIRST_PUBLISH_PATIENCE):
+                await _publish(ports, first)
             return Accepted(first, duplicate=True, headers={})
         case claims.Claimed(quota=quota):
-            await _publish(publisher, marks, event)
+            await _publish(ports, event)
             return Accepted(event, duplicate=False, headers=quota.headers(utcnow(), after_accepting=True))

@@ -16,13 +16,12 @@ import asyncpg
 
 from services.ingest import idempotency
 from services.ingest.problems import Problem
-from services.ingest.publisher import KafkaPublisher, publish_or_503
-from services.ingest.replies import ReplyWaiter
+from services.ingest.publisher import publish_or_503
+from services.ingest.ports import Ports
 from shared import topics
 from shared.commands import ClawBack, Command, RedeemCoupon, RevokeCoupon, UseCoupon
 from shared.coupon_codes import CouponKeys
 from shared.events import CommandAnswered, EventDecided
-from shared.settings import Settings
 
 REFUSALS = {
     "insufficient-points": (409, "You do not have enough points for this coupon."),
@@ -39,15 +38,6 @@ class Reply:
     status_code: int
     body: dict
     headers: dict
-
-
-@dataclass(frozen=True)
-class Ports:
-    pool: asyncpg.Pool
-    publisher: KafkaPublisher
-    replies: ReplyWaiter
-    settings: Settings
-    keys: CouponKeys
 
 
 def request_hash(body: dict) -> str:

@@ -49,6 +49,16 @@ def record_fault(exc: BaseException) -> str | None:
 GROUP = "points-projector"
 
 
+async def seek_to_stored(consumer: AIOKafkaConsumer, pool: asyncpg.Pool, group: str, partitions) -> None:
+    stored = await store.load_offsets(pool, group)
+    for tp in partitions:
+        offset = stored.get((tp.topic, tp.partition))
+        if offset is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, offset)
+
+
 class _SeekToStoredOffsets(ConsumerRebalanceListener):
     def __init__(self, consumer: AIOKafkaConsumer, pool: asyncpg.Pool, group: str):
         self.consumer, self.pool, self.group = consumer, pool, group
@@ -57,13 +67,7 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):
         pass  # nothing buffered: every batch is committed before the next poll
 
     async def on_partitions_assigned(self, assigned) -> None:
-        stored = await store.load_offsets(self.pool, self.group)
-        for tp in assigned:
-            offset = stored.get((tp.topic, tp.partition))
-            if offset is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, offset)
+        await seek_to_stored(self.consumer, self.pool, self.group, assigned)
 
 
 class Projector:
@@ -147,10 +151,9 @@ class Projector:
                 STALE.inc()
                 log.warning("another instance wrote past this batch; reading on from the stored offsets",
                             extra={"partitions": [f"{t}/{p}" for t, p in stale.stored]})
-                for (topic, partition), offset in stale.stored.items():
-                    tp = TopicPartition(topic, partition)
-                    if tp in self.consumer.assignment():
-                        self.consumer.seek(tp, offset)
+                # Nothing of the batch was written: every partition in it reads again from where
+                # the stored offsets say, the stale ones further on, the others from where they were.
+                await self._seek_to_stored()
                 return False
             except Exception as exc:
                 BATCH_RETRIES.inc()
@@ -159,6 +162,9 @@ class Projector:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         return False
+
+    async def _seek_to_stored(self) -> None:
+        await seek_to_stored(self.consumer, self.pool, self.group, self.consumer.assignment())
 
     async def _write(self, rows, sources, next_offsets) -> None:
         try:
@@ -174,6 +180,8 @@ class Projector:
         for row, (tp, message) in zip(rows, sources):
             try:
                 await store.apply_batch(self.pool, self.group, [row], {(tp.topic, tp.partition): message.offset + 1})
+            except store.StaleBatch:
+                continue  # written already (by an earlier try of this batch, or another instance)
             except Exception as exc:
                 state = record_fault(exc)
                 if state is None:

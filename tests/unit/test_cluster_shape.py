@@ -7,6 +7,14 @@ from deploy.stack import ShapeChanged, Stack
 from shared.settings import Settings
 
 
+@pytest.fixture(autouse=True)
+def no_stack_environment(monkeypatch):
+    """Whatever the test stack's fixtures left in the environment, these read only what they pass."""
+    for field in Settings.model_fields.values():
+        if field.alias:
+            monkeypatch.delenv(field.alias, raising=False)
+
+
 def settings(tmp_path, **values) -> Settings:
     return Settings(env="test", state_dir=tmp_path, **values)
 

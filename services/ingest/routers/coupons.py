@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.ingest import idempotency, merchants, redemptions
+from services.ingest import ports as adapters
 from services.ingest.deps import AppUser, Pool, Ports, WritingUser, require_role
 from services.ingest.auth import Principal
 from services.ingest.problems import COMMON_PROBLEMS, MEDIA_TYPE, Problem, problem_responses
@@ -136,7 +137,7 @@ async def get_redemption(redemption_id: UUID, user: AppUser, ports: Ports) -> Re
     return _redeemed(redemption_id, detail, ports)
 
 
-def _redeemed(redemption_id: UUID, detail: dict, ports: redemptions.Ports) -> JSONResponse:
+def _redeemed(redemption_id: UUID, detail: dict, ports: adapters.Ports) -> JSONResponse:
     coupon_id = UUID(detail["coupon_id"])
     redeemed = RedemptionStatus(redemption_id=redemption_id, status="redeemed", coupon_id=coupon_id,
                                 code=ports.keys.code_for(coupon_id), points_cost=detail["points_cost"],

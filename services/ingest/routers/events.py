@@ -12,7 +12,7 @@ from prometheus_client import Counter
 
 from services.ingest import handlers
 from services.ingest.attestation.assess import assess
-from services.ingest.deps import AppUser, Marks, Pool, Publisher, SettingsDep, WritingUser
+from services.ingest.deps import AppUser, Pool, Ports, WritingUser
 from services.ingest.problems import COMMON_PROBLEMS, Problem, problem_responses
 from services.ingest.readmodels import event_by_id
 from services.ingest.schemas import EventAccepted, EventView, SubmitEvent
@@ -39,8 +39,7 @@ def client_ip_hash(request: Request, settings) -> str | None:
 @router.post("", status_code=202, response_model=EventAccepted, responses={
     200: {"model": EventAccepted, "description": "A retry of an accepted event: the first event id"},
     **problem_responses(413, 429, 503)})
-async def submit_event(body: SubmitEvent, user: WritingUser, pool: Pool, publisher: Publisher, marks: Marks,
-                       settings: SettingsDep, request: Request) -> JSONResponse:
+async def submit_event(body: SubmitEvent, user: WritingUser, ports: Ports, request: Request) -> JSONResponse:
     """Record what a user did; answered once Kafka has it."""
     now = utcnow()
     try:
@@ -52,13 +51,13 @@ async def submit_event(body: SubmitEvent, user: WritingUser, pool: Pool, publish
     except Rejected as exc:
         REFUSED.labels(exc.slug).inc()
         raise Problem(422, exc.slug, exc.detail, title="Unprocessable Content", errors=exc.errors) from exc
-    verdict = await assess(body.attestation, user_id=user.sub, nonce=body.nonce, pool=pool, settings=settings,
-                           now=now)
+    settings = ports.settings
+    verdict = await assess(body.attestation, user_id=user.sub, nonce=body.nonce, pool=ports.pool,
+                           settings=settings, now=now)
     event = event.model_copy(update={"attestation": verdict.verdict, "attestation_reasons": verdict.reasons,
                                      "client_ip_hash": client_ip_hash(request, settings)})
     try:
-        accepted = await handlers.submit_event(event, pool=pool, publisher=publisher, marks=marks,
-                                                settings=settings)
+        accepted = await handlers.submit_event(event, ports)
     except Problem as problem:
         REFUSED.labels(problem.slug).inc()
         raise
