@@ -32,7 +32,7 @@ from prometheus_client import Counter, Histogram
 
 from shared import topics
 from shared.changelog import read_to_end
-from shared.consuming import fill
+from shared.consuming import FETCH_MAX_WAIT_MS, fill
 from shared.deadletter import dead_letter
 from shared.envelope import UnreadableRecord, from_record, to_record
 from shared.events import Event, utcnow
@@ -106,6 +106,7 @@ class TransactionalWorker(ABC, Generic[State]):
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=self.group, enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset="earliest", max_poll_records=500,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             partition_assignment_strategy=(RangePartitionAssignor,),
             # A crashed instance's partitions move on after 10 s.
             session_timeout_ms=10000, heartbeat_interval_ms=3000)

@@ -9,6 +9,7 @@ from uuid import UUID
 from aiokafka import AIOKafkaConsumer
 
 from shared import topics
+from shared.consuming import FETCH_MAX_WAIT_MS
 from shared.envelope import UnreadableRecord, from_record
 from shared.events import CommandAnswered
 from shared.signing import BadSignature, Keyring
@@ -24,7 +25,7 @@ class ReplyWaiter:
         # Without a group, a subscription is every partition of the topic, from its end on.
         self.consumer = AIOKafkaConsumer(topics.REPLIES, bootstrap_servers=bootstrap, group_id=None,
                                          enable_auto_commit=False, auto_offset_reset="latest",
-                                         isolation_level="read_committed")
+                                         isolation_level="read_committed", fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
         self.waiting: dict[UUID, asyncio.Future] = {}
         self._task: asyncio.Task | None = None
         self.started = False

@@ -16,7 +16,7 @@ from services.projector import store
 from services.projector.projection import Position, project
 from services.projector.set_aside import SetAside
 from shared import topics
-from shared.consuming import fill
+from shared.consuming import FETCH_MAX_WAIT_MS, fill
 from shared.envelope import UnreadableRecord, from_record
 from shared.signing import BadSignature, Keyring
 
@@ -88,6 +88,7 @@ class Projector:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             max_poll_records=1000,
         )
         self.running = False
