@@ -64,6 +64,7 @@ class Report:
     checks: dict[str, bool]
     details: dict[str, object]
     seconds: float
+    shape: str = "one broker, one instance of every service"
 
     @property
     def passed(self) -> bool:
@@ -74,7 +75,8 @@ class Report:
         lines = [
             "# Fault injection report", "",
             f"Written by `points chaos` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from a real run of "
-            f"{self.seconds:.0f} s against the local system (Kafka, PostgreSQL and every service as processes).", "",
+            f"{self.seconds:.0f} s against the local system (Kafka, PostgreSQL and every service as processes: "
+            f"{self.shape}).", "",
             "| fault | fault lasted (s) | back to ready after (s) |", "|---|---|---|",
             *[f"| {f.name} | {f.fault_seconds:.1f} | {f.recovery_seconds:.1f} |" for f in self.faults], "",
             "| measure | value |", "|---|---|",
@@ -309,4 +311,5 @@ async def run(stack: Stack, *, faults: tuple[str, ...] = FAULTS, users: int = 20
         await client.http.aclose()
     echo("load stopped; checking the invariants")
     checks, details = await check(stack, tally, load_users + spend_users, settle_seconds)
-    return Report(runs, tally, checks, details, time.monotonic() - started)
+    shape = f"{len(stack.brokers)} broker(s), {stack.settings.instances} instance(s) of every service"
+    return Report(runs, tally, checks, details, time.monotonic() - started, shape)
