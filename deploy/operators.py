@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from uuid import UUID
 
 from services.ingest import redemptions
+from services.ingest.claims import PublishedMarks
+from services.ingest.ports import Ports
 from services.ingest.publisher import KafkaPublisher
 from services.ingest.replies import ReplyWaiter
 from services.ingest.routers.admin import AwardRequest, change_template
@@ -19,7 +21,7 @@ from shared.settings import Settings
 
 
 @asynccontextmanager
-async def gateway_ports(settings: Settings, *, answers: bool = False) -> AsyncIterator[redemptions.Ports]:
+async def gateway_ports(settings: Settings, *, answers: bool = False) -> AsyncIterator[Ports]:
     """The gateway's adapters, for one command: a pool, a publisher and, when a command needs the
     redeemer's answer, a reply reader."""
     pool = await create_pool(settings.dsn, min_size=1, max_size=2)
@@ -30,8 +32,9 @@ async def gateway_ports(settings: Settings, *, answers: bool = False) -> AsyncIt
         await publisher.start()
         if replies is not None:
             await replies.start()
-        yield redemptions.Ports(pool=pool, publisher=publisher, replies=replies, settings=settings,
-                                keys=settings.coupon_keys())
+        # No command here submits an event, so nothing is ever marked published.
+        yield Ports(pool=pool, publisher=publisher, marks=PublishedMarks(pool), replies=replies, settings=settings,
+                    keys=settings.coupon_keys())
     finally:
         if replies is not None and replies.started:
             await replies.stop()
