@@ -95,7 +95,8 @@ class KafkaLauncher:
             standalone = ["--standalone"] if self.settings.brokers == 1 else []
             formatted = subprocess.run(
                 ["java", "-cp", classpath, "kafka.tools.StorageTool", "format", *standalone, "--ignore-formatted",
-                 "-t", self._cluster_id(), "-c", str(config)],
+                 # "=": a base64url id may begin with "-", which would read as an option
+                 f"--cluster-id={self._cluster_id()}", "-c", str(config)],
                 capture_output=True, text=True)
             if formatted.returncode != 0:
                 raise RuntimeError(f"formatting Kafka's storage in {self.home / 'data'} failed: "
