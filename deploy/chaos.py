@@ -101,7 +101,7 @@ class Client:
 
     def __init__(self, stack: Stack, tally: Tally, deadline: float):
         self.stack, self.tally, self.deadline = stack, tally, deadline
-        self.gateways = [s.settings.gateway_url for s in stack.services if s.kind == "ingest"]
+        self.gateways = stack.gateway_urls
         self.http = httpx.AsyncClient(timeout=15)
         self._turn = 0
 

@@ -60,9 +60,8 @@ def up(
     except ShapeChanged as refused:
         console.print(f"[red]refused[/red]: {refused}")
         raise typer.Exit(1) from refused
-    gateways = [s.settings.gateway_url for s in stack.services if s.kind == "ingest"]
     console.print(f"[green]ready[/green]: {len(stack.brokers)} broker(s), {stack.settings.instances} instance(s) of "
-                  f"every service; gateway on {', '.join(gateways)}")
+                  f"every service; gateway on {', '.join(stack.gateway_urls)}")
 
 
 @app.command()
@@ -412,9 +411,7 @@ def bench(
         from deploy import knee
 
         stack = Stack(get_settings())
-        pids = {part.name: part.process.pid() for part in stack.infrastructure()}
-        pids |= {service.name: service.process().pid() for service in stack.services}
-        throughput = asyncio.run(knee.run(stack.settings, pids, rates=tuple(int(r) for r in rates.split(",")),
+        throughput = asyncio.run(knee.run(stack.settings, stack.pids(), rates=tuple(int(r) for r in rates.split(",")),
                                           seconds=step_seconds, echo=lambda msg: console.print(msg)))
     table = Table("measure", "median (ms)", "p95 (ms)")
     for timing in result.serial:

@@ -220,19 +220,24 @@ class Stack:
             echo(f"stopping {part.name}")
             part.stop()
 
+    @property
+    def gateway_urls(self) -> list[str]:
+        """Every gateway, one per instance, the first instance's first."""
+        return [s.settings.gateway_url for s in self.services if s.kind == "ingest"]
+
+    def pids(self) -> dict[str, int | None]:
+        """Every process of the stack by its name in `status`: its pid, or None when it is not running."""
+        return {**{part.name: part.process.pid() for part in self.infrastructure()},
+                **{service.name: service.process().pid() for service in self.services}}
+
     def status(self) -> dict:
-        services = {}
-        for part in self.infrastructure():
-            pid = part.process.pid()
-            services[part.name] = {"pid": pid, "ready": pid is not None and part.ready()}
-        for service in self.services:
-            pid = service.process().pid()
-            services[service.name] = {"pid": pid, "ready": pid is not None and service.ready()}
-        gateways = [s for s in self.services if s.kind == "ingest"]
+        parts = {part.name: part for part in (*self.infrastructure(), *self.services)}
+        services = {name: {"pid": pid, "ready": pid is not None and parts[name].ready()}
+                    for name, pid in self.pids().items()}
         return {
-            "gateway_url": gateways[0].settings.gateway_url,
+            "gateway_url": self.gateway_urls[0],
             # Every gateway (API.md): one per instance; `gateway_url` is the first.
-            "gateway_urls": [g.settings.gateway_url for g in gateways],
+            "gateway_urls": self.gateway_urls,
             "database_url": self.settings.dsn,
             "kafka_bootstrap": self.settings.kafka_bootstrap_servers,
             "metrics_urls": {s.name: s.settings.metrics_urls[s.kind] for s in self.services},
