@@ -153,7 +153,7 @@ class Stack:
 
             def ready(service=service, process=process) -> bool:
                 if process.pid() is None:
-                    raise RuntimeError(f"{service.name} exited; see {process.log_file}")
+                    raise RuntimeError(f"{service.name} exited; see {process.log_file}, which ends:\n{process.tail()}")
                 return service.ready()
 
             wait_until(ready, timeout=120, what=service.name)

@@ -44,6 +44,15 @@ class ManagedProcess:
         except (FileNotFoundError, ValueError, psutil.NoSuchProcess, psutil.AccessDenied):
             return None
 
+    def tail(self, lines: int = 25) -> str:
+        """The end of the process's log: why it stopped, when it stopped on its own."""
+        try:
+            with open(self.log_file, "rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - 64 * 1024))
+                return "\n".join(log.read().decode(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
     def start(self, argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
               user: str | None = None) -> int:
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
