@@ -74,7 +74,7 @@ class Finding:
 
 def spacing(event: EventSubmitted, state: UserState, rules: RuleSet) -> list[Finding]:
     """The seed's rule: events under a second apart are a tap bot's, not a person's."""
-    gaps = [abs((event.event_time - seen).total_seconds()) for seen in state.recent_event_times(event)]
+    gaps = [abs((event.event_time - seen).total_seconds()) for seen in state.recent_event_times()]
     if gaps and min(gaps) < rules.min_spacing_seconds:
         return [Finding("rapid_fire_events", cap=rules.rapid_fire_cap, severity="high",
                         evidence={"closest_seconds": round(min(gaps), 3)})]

@@ -53,7 +53,7 @@ class UserState:
     def already_decided(self, event: EventSubmitted) -> bool:
         return str(event.event_id) in self.decided
 
-    def recent_event_times(self, event: EventSubmitted) -> list[datetime]:
+    def recent_event_times(self) -> list[datetime]:
         return [datetime.fromtimestamp(entry[1], timezone.utc) for entry in self.recent]
 
     def recent_received(self) -> list[float]:
@@ -85,11 +85,14 @@ class UserState:
     # -- remembering -------------------------------------------------------------------------
     def remember(self, event: EventSubmitted) -> None:
         received = event.received_at.timestamp()
+        # The horizons run from the newest event seen: an older one arriving late (from another
+        # gateway, or delivered again) does not bring back what had already aged out.
+        newest = max(received, self.recent[-1][0] if self.recent else received)
         self.decided[str(event.event_id)] = received
-        self.decided = {k: t for k, t in self.decided.items() if t >= received - DEDUP_HORIZON.total_seconds()}
+        self.decided = {k: t for k, t in self.decided.items() if t >= newest - DEDUP_HORIZON.total_seconds()}
         self.recent.append([received, event.event_time.timestamp(), event.event_type, payload_fingerprint(event)])
         self.recent.sort(key=lambda entry: entry[0])
-        horizon = received - RECENT_HORIZON.total_seconds()
+        horizon = newest - RECENT_HORIZON.total_seconds()
         dropped = [entry[0] for entry in self.recent if entry[0] < horizon]
         if dropped:
             self.last_activity = max(dropped + ([self.last_activity] if self.last_activity else []))
