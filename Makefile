@@ -5,15 +5,26 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOAD_TOOLS := deploy/load/node_modules/.installed
 
-.PHONY: up down status test unit bench venv load-tools clean
+.PHONY: up down status test unit bench venv lock load-tools clean
 
-$(STAMP): pyproject.toml
+# Exactly the versions in the lock, checked against their hashes, so two machines a month apart
+# run the same code; then this project itself, editable, with nothing more resolved.
+$(STAMP): pyproject.toml requirements-test.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements-test.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# After a change to the dependencies in pyproject.toml: the runtime lock (the image installs it)
+# and the test lock (make and CI install it), the second held to the versions of the first.
+lock: $(STAMP)
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 --generate-hashes \
+	  -c requirements.lock -o requirements-test.lock
 
 # The pinned artillery that runs the deployment guide's load scripts (deploy/load). Playwright, which
 # artillery carries for browser scenarios we do not use, would try to download a browser: skipped.
