@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Mapping
@@ -46,8 +47,13 @@ ABORTED = Counter("points_transactions_aborted_total", "Partitions' batches roll
                   "failure", ["group"])
 FENCED = Counter("points_partitions_fenced_total", "Partitions given up because another instance took them over",
                  ["group"])
-# Failed batches in a row with no commit between: past this the process exits, to be restarted.
-MAX_ABORTS_IN_A_ROW = 5
+# How long batches may keep failing with none committing before the process exits, for a fresh
+# one to take over: longer than a broker's restart or a leader election, which the retries ride out.
+GIVE_UP_AFTER_SECONDS = 120.0
+# How long a partition the group still gives this instance stays given up after another instance
+# fenced it: past this, that other instance was a stale owner (paused, or between a revocation and
+# its new assignment), and this one takes the partition back rather than leave it unhandled.
+FENCED_GRACE_SECONDS = 15.0
 DEFERRED = Counter("points_batches_deferred_total", "Partitions' records held back until a topic they wait for "
                    "was read to its end", ["group", "topic"])
 FENCING_ERRORS = (ProducerFenced, TransactionalIdAuthorizationFailed)
@@ -73,14 +79,18 @@ class _Restore(ConsumerRebalanceListener):
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked) -> None:
+        # Until the new assignment, the loop starts nothing: the consumer still lists the old
+        # partitions, and taking those over would fence whoever the group gives them to.
+        self.worker.rebalancing = True
         async with self.worker.batch_lock:  # the batches in hand commit (or abort) first
             await self.worker.release({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned) -> None:
         async with self.worker.batch_lock:
             self.worker.generation += 1
+            self.worker.rebalancing = False
             partitions = {tp.partition for tp in assigned}
-            self.worker.fenced -= partitions
+            self.worker.fenced.clear()
             try:
                 # The consumer starts these partitions from their committed offsets itself.
                 await self.worker.take_over(partitions, rewind=False)
@@ -117,12 +127,15 @@ class TransactionalWorker(ABC, Generic[State]):
         # Partitions whose producer fenced the earlier owners and whose state was read back since:
         # the only ones handled.
         self.owned: set[int] = set()
-        # Partitions another instance took over while this one still had them: left alone until the
-        # group assigns them again (taking them back at once would fence the rightful owner).
-        self.fenced: set[int] = set()
+        # Partitions another instance took over while this one still had them, and when: left alone
+        # until the group assigns them again or FENCED_GRACE_SECONDS pass (taking them back at once
+        # would fence the rightful owner).
+        self.fenced: dict[int, float] = {}
         self.batch_lock = asyncio.Lock()
         # Counts assignments: records fetched under an earlier one are not handled.
         self.generation = 0
+        # Between a revocation and the assignment that follows it.
+        self.rebalancing = False
         self.running = False
 
     # A user's state: built with no arguments, stored as JSON through from_dict / to_dict.
@@ -224,15 +237,22 @@ class TransactionalWorker(ABC, Generic[State]):
         FENCED.labels(self.group).inc()
         log.warning("another instance took over a partition; leaving it to that instance",
                     extra={"group": self.group, "partition": partition})
-        self.fenced.add(partition)
+        self.fenced[partition] = time.monotonic()
         await self.release({partition})
 
     # -- the loop -----------------------------------------------------------------------------
     async def run(self) -> None:
-        aborts_in_a_row = 0
+        aborts_in_a_row, failing_since = 0, None
         while self.running:
             self.check()
-            unowned = {tp.partition for tp in self.consumer.assignment()} - self.owned - self.fenced
+            if self.rebalancing:
+                await asyncio.sleep(0.05)
+                continue
+            now = time.monotonic()
+            for partition, since in list(self.fenced.items()):
+                if now - since > FENCED_GRACE_SECONDS:
+                    del self.fenced[partition]
+            unowned = {tp.partition for tp in self.consumer.assignment()} - self.owned - set(self.fenced)
             if unowned:
                 await self._retry_take_over(unowned)
             generation = self.generation
@@ -240,11 +260,11 @@ class TransactionalWorker(ABC, Generic[State]):
             if not batches:
                 continue
             batches = await fill(self.consumer, batches, max_records=500)
-            if generation != self.generation:
+            if generation != self.generation or self.rebalancing:
                 # A rebalance while these were read: some may predate it, some not. None is handled;
                 # every partition reads on from its last commit instead.
                 async with self.batch_lock:
-                    await self._rewind(self.owned)
+                    await self._read_on_from_commits()
                 continue
             failed: dict[int, BaseException] = {}
             async with self.batch_lock:
@@ -258,12 +278,13 @@ class TransactionalWorker(ABC, Generic[State]):
                     else:
                         self.committed(partition, outcome)
             if not failed:
-                aborts_in_a_row = 0
+                aborts_in_a_row, failing_since = 0, None
                 continue
             ABORTED.labels(self.group).inc(len(failed))
             aborts_in_a_row += 1
+            failing_since = failing_since or time.monotonic()
             first = next(iter(failed.values()))
-            if aborts_in_a_row >= MAX_ABORTS_IN_A_ROW:
+            if time.monotonic() - failing_since > GIVE_UP_AFTER_SECONDS:
                 log.error("transactions keep failing; stopping so a fresh process takes over",
                           extra={"group": self.group, "aborts": aborts_in_a_row})
                 raise first
@@ -273,6 +294,16 @@ class TransactionalWorker(ABC, Generic[State]):
                 self.rolled_back(partition)
             await asyncio.sleep(min(0.25 * 2 ** aborts_in_a_row, 5.0))  # a broker away for a moment
             await self._retry_take_over(set(failed))
+
+    async def _read_on_from_commits(self) -> None:
+        """Every owned partition reads on from its last commit; one that cannot be rewound now is
+        given up, so it is taken over again (and rewound then) before anything of it is handled."""
+        try:
+            await self._rewind(self.owned)
+        except Exception:
+            log.exception("rewinding to the last commits failed; taking the partitions over again",
+                          extra={"group": self.group, "partitions": sorted(self.owned)})
+            await self.release(set(self.owned))
 
     async def _retry_take_over(self, partitions: set[int]) -> None:
         async with self.batch_lock:
@@ -301,7 +332,10 @@ class TransactionalWorker(ABC, Generic[State]):
     async def process(self, batches: dict[TopicPartition, list]) -> dict[int, list[Any] | BaseException]:
         """Each partition's records in that partition's transaction, the partitions concurrently:
         partition -> what handling returned, or why its transaction was aborted."""
-        waiting = await self._waiting(batches)
+        try:
+            waiting = await self._waiting(batches)
+        except Exception as exc:  # a broker away while asked for the end of a topic: the batch waits
+            return {tp.partition: exc for tp in batches if tp.partition in self.owned}
         work: dict[int, list[tuple[TopicPartition, list]]] = defaultdict(list)
         for tp, messages in sorted(batches.items(), key=lambda item: item[0].topic in self.waits_for):
             if tp.partition not in self.owned or tp not in self.consumer.assignment():
