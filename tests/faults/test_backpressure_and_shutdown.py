@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from shared.guide_queries import BALANCE_DISCREPANCIES
-from tests.helpers import decided_event, eventually, habit_event, new_user, one_coupon_customer
+from tests.helpers import decided_event, eventually, habit_event, new_user, one_coupon_customer, spaced
 
 pytestmark = pytest.mark.integration
 
@@ -100,27 +100,72 @@ async def test_sigterm_lets_the_gateway_answer_a_redemption_it_has_taken_before_
     assert await db.fetch(BALANCE_DISCREPANCIES) == []
 
 
-@pytest.mark.parametrize("service", ["projector", "redeemer"])
-async def test_sigterm_stops_a_consumer_cleanly_and_its_successor_resumes_where_it_left_off(
-        stack, gateway, token, db, service):
-    user = new_user()
-    headers = token(user)
+def logged_since(log, offset: int) -> str:
+    with open(log, "rb") as lines:
+        lines.seek(offset)
+        return lines.read().decode()
+
+
+async def stop_gracefully(stack, service: str) -> str:
+    """SIGTERM the service, wait for it to exit, start it again; what it logged meanwhile."""
     log = stack.service(service).process().log_file
     logged_before = log.stat().st_size
     pid = pid_of(stack, service)
-    submitted = [await gateway.post("/v1/events", json=habit_event(), headers=headers) for _ in range(3)]
     os.kill(pid, signal.SIGTERM)
     try:
         await eventually(lambda: exited(pid), timeout=60)
     finally:
         await asyncio.to_thread(stack.heal, echo=quiet)
+    return logged_since(log, logged_before)
 
-    with open(log, "rb") as lines:
-        lines.seek(logged_before)
-        tail = lines.read().decode()
+
+async def test_sigterm_stops_the_projector_cleanly_and_its_successor_projects_where_it_left_off(
+        stack, gateway, token, db):
+    user = new_user()
+    headers = token(user)
+    submitted = [await gateway.post("/v1/events", json=habit_event(at=at), headers=headers)
+                 for at in spaced(3)]
+
+    tail = await stop_gracefully(stack, "projector")
+
     assert '"msg": "points.stopped"' in tail and '"drained": true' in tail
     assert "Traceback" not in tail
-    for response in submitted:
-        assert (await decided_event(gateway, headers, response.json()["event_id"], timeout=60))["validation_status"]
+    decided = [await decided_event(gateway, headers, r.json()["event_id"], timeout=60) for r in submitted]
+    assert [d["validation_status"] for d in decided] == ["validated"] * 3, decided
     assert await db.fetchval("SELECT count(*) FROM points_events WHERE user_id = $1", user) == 3
+    balance = (await gateway.get("/v1/me/points", headers=headers)).json()["available_points"]
+    assert balance == sum(d["points_delta"] for d in decided) > 0
+    assert await db.fetch(BALANCE_DISCREPANCIES) == []
+
+
+async def redeem(gateway, headers, template_id: str, key: str | None = None):
+    return await gateway.post("/v1/redemptions", json={"template_id": template_id},
+                              headers={**headers, "Idempotency-Key": key or uuid.uuid4().hex})
+
+
+async def test_sigterm_lets_the_redeemer_finish_a_redemption_in_hand_and_its_successor_knows_it(
+        stack, gateway, token, db):
+    user, headers, template_id = await one_coupon_customer(gateway, token, 300, "Drained by SIGTERM")
+    key = uuid.uuid4().hex
+    in_flight = asyncio.create_task(redeem(gateway, headers, template_id, key))
+    await asyncio.sleep(0.05)  # the request is on its way when the signal arrives
+
+    tail = await stop_gracefully(stack, "redeemer")
+    first = await in_flight
+    again = await redeem(gateway, headers, template_id, key)
+    another = await redeem(gateway, headers, template_id)
+
+    assert '"msg": "points.stopped"' in tail and '"drained": true' in tail
+    assert "Traceback" not in tail
+    # Whether the gateway answered before the stop or after the successor took over, the one
+    # redemption the balance pays for happened once, and its retry gets the same coupon.
+    assert again.status_code == 201, again.text
+    if first.status_code == 201:
+        assert first.json() == again.json()
+    assert another.status_code == 409 and another.json()["type"].endswith("/insufficient-points")
+
+    async def projected():
+        return await db.fetchval("SELECT count(*) FROM coupons WHERE user_id = $1", user) == 1
+
+    await eventually(projected, timeout=30)
     assert await db.fetch(BALANCE_DISCREPANCIES) == []
