@@ -358,7 +358,7 @@ def simulate(
     from rich.table import Table
 
     from services.validator.signals import rule_set
-    from services.validator.simulation import markdown, population, rule_sets, run
+    from deploy.simulation import markdown, population, rule_sets, run
 
     settings = get_settings()
     events = population(seed, honest, days, scale)

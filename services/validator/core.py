@@ -39,13 +39,14 @@ class Handled:
         return [p.event for p in self.publish if isinstance(p.event, FraudInsightRaised)]
 
 
-def on_submission(event: EventSubmitted, state: UserState, sightings: Sightings, rules: RuleSet) -> Handled:
+def on_submission(event: EventSubmitted, state: UserState, sightings: Sightings, rules: RuleSet,
+                  now: datetime) -> Handled:
     if state.already_decided(event):
         # Offered again (the gateway's repair timer, a replayed dead letter): its decision is in the
         # ledger already, and deciding again could contradict it.
         return Handled(duplicate=True)
     context, new = sightings.see(event)
-    outcome = decide(event, state, context, rules)
+    outcome = decide(event, state, context, rules, now)
     decision = outcome.decision
     state.remember(event)
     if decision.validation_status == "pending_review":
@@ -65,6 +66,6 @@ def on_review(command: ReviewEvent | HoldEvent, state: UserState, now: datetime)
                    decision=result)
 
 
-def on_untrusted(user_id: str, reason: str, source: str) -> Handled:
+def on_untrusted(user_id: str, reason: str, source: str, now: datetime) -> Handled:
     """A record on our topics that our keys did not sign: someone writes to Kafka who should not."""
-    return Handled(publish=[Publish(topics.FRAUD, user_id, untrusted_record(user_id, reason, source))])
+    return Handled(publish=[Publish(topics.FRAUD, user_id, untrusted_record(user_id, reason, source, now))])

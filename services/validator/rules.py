@@ -2,14 +2,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from uuid import uuid4
+from datetime import datetime
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from services.validator.signals import Finding, RuleSet, all_findings
 from services.validator.state import Context, UserState
-from shared.events import EventDecided, EventSubmitted, FraudInsightRaised, ValidationStatus, utcnow
+from shared.events import EventDecided, EventSubmitted, FraudInsightRaised, ValidationStatus
 
 VALIDATOR = "validator"
-RAPID_FIRE = "rapid_fire_events"
+_INSIGHTS = uuid5(NAMESPACE_URL, "https://points.dev/fraud-insights")
+
+
+def insight_id(*about: object) -> UUID:
+    """An insight's id follows from what it is about, so deciding the same record again (a batch
+    retried after an aborted transaction) raises the same insight, not a second one."""
+    return uuid5(_INSIGHTS, "/".join(map(str, about)))
 
 
 @dataclass(frozen=True)
@@ -43,16 +50,16 @@ class Outcome:
     insights: tuple[FraudInsightRaised, ...]
 
 
-def decide(event: EventSubmitted, state: UserState, context: Context, rules: RuleSet) -> Outcome:
+def decide(event: EventSubmitted, state: UserState, context: Context, rules: RuleSet, now: datetime) -> Outcome:
     trust = score(all_findings(event, state, context, rules), rules)
     decision = EventDecided(
         event_id=event.event_id, user_id=event.user_id, event_type=event.event_type, event_time=event.event_time,
         points_delta=event.points, proof_type=event.proof_type, validation_status=status_for(trust.value, rules),
         trust_score=trust.value, reasons=trust.reasons, rule_set=rules.version, validated_by=VALIDATOR,
-        decided_at=utcnow(),
+        decided_at=now,
     )
     insights = tuple(
-        FraudInsightRaised(insight_id=uuid4(), user_id=event.user_id, event_id=event.event_id,
+        FraudInsightRaised(insight_id=insight_id(event.event_id, finding.reason), user_id=event.user_id, event_id=event.event_id,
                            insight_type=finding.reason, severity=finding.severity, score=trust.value,
                            evidence={**finding.evidence, "event_type": event.event_type,
                                      "rule_set": rules.version}, raised_at=decision.decided_at)
@@ -61,9 +68,9 @@ def decide(event: EventSubmitted, state: UserState, context: Context, rules: Rul
     return Outcome(decision, insights)
 
 
-def untrusted_record(user_id: str, reason: str, source: str) -> FraudInsightRaised:
+def untrusted_record(user_id: str, reason: str, source: str, now: datetime) -> FraudInsightRaised:
     """A record on our topics that our keys did not sign: someone is writing to Kafka who should not."""
     return FraudInsightRaised(
-        insight_id=uuid4(), user_id=user_id, insight_type="bad_signature", severity="critical", score=0,
-        evidence={"reason": reason, "source": source}, raised_at=utcnow(),
+        insight_id=insight_id(source, "bad_signature"), user_id=user_id, insight_type="bad_signature",
+        severity="critical", score=0, evidence={"reason": reason, "source": source}, raised_at=now,
     )

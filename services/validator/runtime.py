@@ -128,9 +128,9 @@ class Validator(TransactionalWorker[UserState]):
         if refused is not None:
             UNTRUSTED.labels(type(refused).__name__).inc()
             user = (message.key or b"").decode(errors="replace") or "unknown"
-            return on_untrusted(user, str(refused), f"{tp.topic}/{tp.partition}/{message.offset}")
+            return on_untrusted(user, str(refused), f"{tp.topic}/{tp.partition}/{message.offset}", now)
         if tp.topic == topics.SUBMITTED and isinstance(record, EventSubmitted):
-            return on_submission(record, self.state(tp.partition, record.user_id), self.sightings, self.rules)
+            return on_submission(record, self.state(tp.partition, record.user_id), self.sightings, self.rules, now)
         if tp.topic == topics.REVIEWS and isinstance(record, (ReviewEvent, HoldEvent)):
             handled = on_review(record, self.state(tp.partition, record.user_id), now)
             REVIEWS.labels(type(record).__name__, str(handled.decision is not None).lower()).inc()

@@ -24,14 +24,14 @@ def after(*events: EventSubmitted) -> UserState:
 
 
 def test_a_users_first_event_is_validated_with_a_trust_of_at_least_60():
-    outcome = decide(submitted(T0), UserState(), Context(), RULES)
+    outcome = decide(submitted(T0), UserState(), Context(), RULES, T0)
     assert outcome.decision.validation_status == "validated" and outcome.decision.trust_score >= 60
     assert outcome.decision.points_delta == 10 and outcome.insights == ()
 
 
 def test_events_under_a_second_apart_drop_below_30_are_rejected_and_raise_an_insight():
     first = submitted(T0)
-    outcome = decide(submitted(T0 + timedelta(milliseconds=400)), after(first), Context(), RULES)
+    outcome = decide(submitted(T0 + timedelta(milliseconds=400)), after(first), Context(), RULES, T0)
     assert outcome.decision.validation_status == "rejected" and outcome.decision.trust_score < 30
     assert "rapid_fire_events" in outcome.decision.reasons
     assert [i.insight_type for i in outcome.insights] == ["rapid_fire_events"]
@@ -39,7 +39,7 @@ def test_events_under_a_second_apart_drop_below_30_are_rejected_and_raise_an_ins
 
 
 def test_the_decision_names_its_rule_set_so_it_can_be_explained_and_replayed():
-    outcome = decide(submitted(T0), UserState(), Context(), RULES)
+    outcome = decide(submitted(T0), UserState(), Context(), RULES, T0)
     assert outcome.decision.rule_set == RULES.version and outcome.decision.validated_by == "validator"
 
 
@@ -50,28 +50,29 @@ def test_thresholds_split_scores_into_the_seeds_three_outcomes():
 
 def test_thresholds_and_weights_are_configuration():
     lenient = RuleSet(validated_min=50, attestation_invalid=-10)
-    outcome = decide(submitted(T0, attestation="invalid"), UserState(), Context(), lenient)
+    outcome = decide(submitted(T0, attestation="invalid"), UserState(), Context(), lenient, T0)
     assert outcome.decision.validation_status == "validated"
-    assert decide(submitted(T0, attestation="invalid"), UserState(), Context(), RULES).decision.validation_status \
+    assert decide(submitted(T0, attestation="invalid"), UserState(), Context(), RULES, T0).decision.validation_status \
         == "pending_review"
 
 
 def test_a_valid_attestation_raises_trust():
-    plain = decide(submitted(T0), UserState(), Context(), RULES).decision
-    attested = decide(submitted(T0, attestation="valid"), UserState(), Context(), RULES).decision
+    plain = decide(submitted(T0), UserState(), Context(), RULES, T0).decision
+    attested = decide(submitted(T0, attestation="valid"), UserState(), Context(), RULES, T0).decision
     assert attested.trust_score > plain.trust_score and "attestation_valid" in attested.reasons
 
 
 def test_a_missing_attestation_counts_only_where_it_is_required():
-    missing = decide(submitted(T0, attestation_reasons=("attestation_missing",)), UserState(), Context(), RULES)
+    missing = decide(submitted(T0, attestation_reasons=("attestation_missing",)), UserState(), Context(), RULES, T0)
     assert missing.decision.validation_status == "pending_review"
-    assert decide(submitted(T0, attestation="unverifiable"), UserState(), Context(), RULES).decision \
+    assert decide(submitted(T0, attestation="unverifiable"), UserState(), Context(), RULES, T0).decision \
         .validation_status == "validated"
 
 
 def test_the_same_inputs_always_give_the_same_decision():
     state, event = after(submitted(T0 - timedelta(minutes=5))), submitted(T0)
-    first = decide(event, state, Context(accounts_on_device=4), RULES).decision
-    again = decide(event, state, Context(accounts_on_device=4), RULES).decision
-    assert (first.trust_score, first.reasons, first.validation_status) == \
-           (again.trust_score, again.reasons, again.validation_status)
+    first = decide(event, state, Context(accounts_on_device=4), RULES, T0)
+    again = decide(event, state, Context(accounts_on_device=4), RULES, T0)
+    # Whole records, insight ids included: a batch retried after an abort raises no second insight.
+    assert first == again and first.insights
+    assert first.decision.decided_at == T0

@@ -1,6 +1,6 @@
 """The default rules against simulated honest and abusive traffic (the figures of docs/simulation.md)."""
 from services.validator.signals import RuleSet
-from services.validator.simulation import population, rule_sets, run
+from deploy.simulation import population, rule_sets, run
 
 
 def test_the_default_rules_catch_95_percent_of_abuse_and_validate_99_percent_of_honest_events():

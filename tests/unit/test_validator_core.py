@@ -30,7 +30,7 @@ def test_an_ordinary_event_is_validated_and_its_decision_goes_to_the_ledger_keye
     state = UserState()
     event = submitted()
 
-    handled = on_submission(event, state, Sightings(), RULES)
+    handled = on_submission(event, state, Sightings(), RULES, T0)
 
     [out] = handled.publish
     assert (out.topic, out.key) == (topics.LEDGER, "u1")
@@ -42,9 +42,9 @@ def test_an_ordinary_event_is_validated_and_its_decision_goes_to_the_ledger_keye
 def test_a_redelivered_submission_is_decided_once():
     state, sightings = UserState(), Sightings()
     event = submitted()
-    first = on_submission(event, state, sightings, RULES)
+    first = on_submission(event, state, sightings, RULES, T0)
 
-    again = on_submission(event, state, sightings, RULES)
+    again = on_submission(event, state, sightings, RULES, T0)
 
     assert first.decision is not None
     assert again.duplicate and again.publish == [] and again.changed_user is None
@@ -52,9 +52,9 @@ def test_a_redelivered_submission_is_decided_once():
 
 def test_events_under_a_second_apart_are_rejected_with_a_fraud_insight_published_first():
     state, sightings = UserState(), Sightings()
-    on_submission(submitted(T0), state, sightings, RULES)
+    on_submission(submitted(T0), state, sightings, RULES, T0)
 
-    handled = on_submission(submitted(T0 + timedelta(milliseconds=300)), state, sightings, RULES)
+    handled = on_submission(submitted(T0 + timedelta(milliseconds=300)), state, sightings, RULES, T0)
 
     assert handled.decision.validation_status == "rejected"
     assert [p.topic for p in handled.publish] == [topics.FRAUD, topics.LEDGER]
@@ -65,9 +65,9 @@ def test_events_under_a_second_apart_are_rejected_with_a_fraud_insight_published
 def test_accounts_on_one_device_are_counted_across_users_and_each_pair_is_recorded_once():
     sightings = Sightings()
     outcomes = [on_submission(submitted(T0 + timedelta(minutes=i), user=f"farm-{i}", device_id="dev-1"),
-                              UserState(), sightings, RULES) for i in range(RULES.accounts_per_device)]
+                              UserState(), sightings, RULES, T0) for i in range(RULES.accounts_per_device)]
     again = on_submission(submitted(T0 + timedelta(hours=1), user="farm-0", device_id="dev-1"), UserState(),
-                          sightings, RULES)
+                          sightings, RULES, T0)
 
     assert [o.sightings for o in outcomes[:2]] == [[Sighting("device", "dev-1", "farm-0")],
                                                   [Sighting("device", "dev-1", "farm-1")]]
@@ -82,7 +82,7 @@ def test_sightings_another_instance_recorded_count_here_too():
         recorded = Sighting("ip", "ip-hash", f"neighbour-{n}")
         sightings.learn(Sighting.from_value(recorded.value()))
 
-    handled = on_submission(submitted(client_ip_hash="ip-hash"), UserState(), sightings, RULES)
+    handled = on_submission(submitted(client_ip_hash="ip-hash"), UserState(), sightings, RULES, T0)
 
     assert "many_accounts_on_ip" in handled.decision.reasons
 
@@ -95,7 +95,7 @@ def test_a_sighting_key_names_the_pair_whatever_characters_the_ids_hold():
 
 def test_an_admin_approval_finishes_a_held_event_naming_the_admin():
     state = UserState()
-    held = on_submission(submitted(attestation="invalid", attestation_reasons=("bad",)), state, Sightings(), RULES)
+    held = on_submission(submitted(attestation="invalid", attestation_reasons=("bad",)), state, Sightings(), RULES, T0)
     assert held.decision.validation_status == "pending_review"
 
     verdict = on_review(review(held.decision.event_id), state, T0 + timedelta(hours=1))
@@ -108,7 +108,7 @@ def test_an_admin_approval_finishes_a_held_event_naming_the_admin():
 
 def test_a_verdict_on_an_event_that_is_not_held_changes_nothing():
     state = UserState()
-    decided = on_submission(submitted(), state, Sightings(), RULES)
+    decided = on_submission(submitted(), state, Sightings(), RULES, T0)
 
     verdict = on_review(review(decided.decision.event_id, "reject"), state, T0)
 
@@ -122,14 +122,14 @@ def test_holding_an_undecided_event_sends_it_to_review_and_the_late_submission_i
                      event_type=event.event_type, event_time=event.event_time, points=10, proof_type="none")
 
     held = on_review(hold, state, T0)
-    late = on_submission(event, state, Sightings(), RULES)
+    late = on_submission(event, state, Sightings(), RULES, T0)
 
     assert held.decision.validation_status == "pending_review" and held.decision.validated_by == "ops"
     assert late.duplicate and late.publish == []
 
 
 def test_a_record_our_keys_did_not_sign_raises_a_critical_insight():
-    handled = on_untrusted("mallory", "signature does not match the record", "points.events.submitted/0/7")
+    handled = on_untrusted("mallory", "signature does not match the record", "points.events.submitted/0/7", T0)
 
     [out] = handled.publish
     assert out.topic == topics.FRAUD and out.event.severity == "critical"
@@ -139,12 +139,12 @@ def test_a_record_our_keys_did_not_sign_raises_a_critical_insight():
 def test_a_sighting_from_a_rolled_back_batch_is_written_again_by_the_retry():
     sightings = Sightings()
     event = submitted(device_id="dev-9")
-    first = on_submission(event, UserState(), sightings, RULES)
+    first = on_submission(event, UserState(), sightings, RULES, T0)
     sightings.rolled_back([s.key() for s in first.sightings])
 
-    retry = on_submission(event, UserState(), sightings, RULES)
+    retry = on_submission(event, UserState(), sightings, RULES, T0)
     sightings.committed([s.key() for s in retry.sightings])
-    later = on_submission(submitted(T0 + timedelta(hours=2), device_id="dev-9"), UserState(), sightings, RULES)
+    later = on_submission(submitted(T0 + timedelta(hours=2), device_id="dev-9"), UserState(), sightings, RULES, T0)
 
     assert first.sightings == retry.sightings == [Sighting("device", "dev-9", "u1")]
     assert later.sightings == []  # committed: on the topic, not written again
@@ -153,7 +153,7 @@ def test_a_sighting_from_a_rolled_back_batch_is_written_again_by_the_retry():
 
 def test_a_rejection_by_an_admin_is_recorded_with_a_spelled_out_reason():
     state = UserState()
-    held = on_submission(submitted(attestation="invalid", attestation_reasons=("bad",)), state, Sightings(), RULES)
+    held = on_submission(submitted(attestation="invalid", attestation_reasons=("bad",)), state, Sightings(), RULES, T0)
 
     verdict = on_review(review(held.decision.event_id, "reject"), state, T0 + timedelta(hours=1))
 

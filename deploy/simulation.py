@@ -185,7 +185,7 @@ def run(events: list[Simulated], rules: RuleSet, progress=None) -> Result:
         event = item.event
         on_device = devices[event.device_id].add(event.user_id) if event.device_id else 0
         on_ip = addresses[event.client_ip_hash].add(event.user_id, keep=1000) if event.client_ip_hash else 0
-        outcome = decide(event, users[event.user_id], Context(on_device, on_ip), rules)
+        outcome = decide(event, users[event.user_id], Context(on_device, on_ip), rules, event.received_at)
         users[event.user_id].remember(event)
         validated = outcome.decision.validation_status == "validated"
         counts = tally[item.kind]
