@@ -53,6 +53,22 @@ async def decided_event(gateway: httpx.AsyncClient, headers: dict, event_id: str
     return await eventually(check, timeout=timeout)
 
 
+async def recorded_before_a_marker(gateway: httpx.AsyncClient, headers: dict) -> list[dict]:
+    """The user's history apart from a marker event accepted now, once the marker is decided and
+    shown: a user's records stay in order on the log, so anything that reached it before the marker
+    (a request that should have been refused, say) is in the history by then."""
+    marker = await gateway.post("/v1/events", json=habit_event(), headers=headers)
+    assert marker.status_code == 202, marker.text
+    marker_id = marker.json()["event_id"]
+    await decided_event(gateway, headers, marker_id)
+
+    async def shown():
+        items = (await gateway.get("/v1/me/history", headers=headers)).json()["items"]
+        return items if marker_id in {i["event_id"] for i in items} else None
+
+    return [item for item in await eventually(shown) if item["event_id"] != marker_id]
+
+
 async def fund(gateway: httpx.AsyncClient, admin_headers: dict, user_headers: dict, user: str, points: int) -> dict:
     """Credit `user` through an admin award and wait until the balance shows it."""
     before = (await gateway.get("/v1/me/points", headers=user_headers)).json()["available_points"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from services.ingest.flags import rollout_bucket
-from tests.helpers import eventually, habit_event, new_user
+from tests.helpers import eventually, habit_event, new_user, recorded_before_a_marker
 
 pytestmark = pytest.mark.integration
 
@@ -12,10 +12,18 @@ ALL_ON = {"points_system_enabled": True, "rollout_percent": 100}
 
 
 @pytest.fixture
-async def admin(gateway, token):
+async def admin(gateway, second_gateway, token):
+    """An admin whose flag changes are undone afterwards, at every gateway, before the next test."""
     headers = token("admin-ops@example.com", "admin")
     yield headers
     assert (await gateway.put("/v1/admin/flags", json=ALL_ON, headers=headers)).status_code == 200
+
+    async def every_gateway_accepts():
+        answers = [await g.post("/v1/events", json=habit_event(), headers=token(new_user()))
+                   for g in (gateway, second_gateway)]
+        return all(a.status_code == 202 for a in answers)
+
+    await eventually(every_gateway_accepts, timeout=15)
 
 
 def user_in_bucket(low: int, high: int) -> str:
@@ -41,7 +49,13 @@ async def test_the_kill_switch_stops_writes_at_every_gateway(gateway, second_gat
         return response.status_code == 503
 
     await eventually(other_gateway_refuses, timeout=10)
-    assert (await gateway.get("/v1/me/history", headers=headers)).json()["items"] == []
+    assert (await gateway.put("/v1/admin/flags", json=ALL_ON, headers=admin)).status_code == 200
+
+    async def accepted_again():
+        return (await gateway.post("/v1/events", json=habit_event(), headers=token(new_user()))).status_code == 202
+
+    await eventually(accepted_again, timeout=10)
+    assert await recorded_before_a_marker(gateway, headers) == []
 
 
 async def test_users_outside_the_rollout_are_refused_and_inside_accepted(gateway, token, admin):

@@ -74,18 +74,24 @@ async def test_fraud_insights_can_be_filtered_by_severity(gateway, token, admin)
     headers = token(new_user())
     at = spaced(1)[0]
     await gateway.post("/v1/events", json=habit_event(at=at), headers=headers)
-    second = await gateway.post("/v1/events", json=habit_event(at=at), headers=headers)
+    second = await gateway.post("/v1/events", json=habit_event(at=at), headers=headers)  # rapid fire: high
     await decided_event(gateway, headers, second.json()["event_id"])
+    held = await held_event(gateway, headers)  # an attestation that cannot verify: low
 
-    async def listed():
-        found = (await gateway.get("/v1/admin/fraud-insights", params={"severity": "high"}, headers=admin)).json()
-        return [i for i in found if i["event_id"] == second.json()["event_id"]]
+    def listing(severity: str, event_id: str):
+        async def listed():
+            found = (await gateway.get("/v1/admin/fraud-insights", params={"severity": severity},
+                                       headers=admin)).json()
+            return found if event_id in {i["event_id"] for i in found} else None
+        return listed
 
-    insights = await eventually(listed)
-    assert "rapid_fire_events" in {i["insight_type"] for i in insights}
-    assert all(i["severity"] == "high" for i in insights)
-    low = (await gateway.get("/v1/admin/fraud-insights", params={"severity": "low"}, headers=admin)).json()
-    assert all(i["severity"] == "low" for i in low)
+    high = await eventually(listing("high", second.json()["event_id"]))
+    low = await eventually(listing("low", held))
+
+    assert {i["severity"] for i in high} == {"high"} and {i["severity"] for i in low} == {"low"}
+    assert "rapid_fire_events" in {i["insight_type"] for i in high if i["event_id"] == second.json()["event_id"]}
+    assert "attestation_invalid" in {i["insight_type"] for i in low if i["event_id"] == held}
+    assert held not in {i["event_id"] for i in high}
 
 
 async def test_hold_pending_sends_undecided_events_to_review_instead_of_the_validator(stack, gateway, token, admin,
