@@ -9,6 +9,8 @@ from datetime import datetime, timedelta, timezone
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from shared.guide_queries import BALANCE_DISCREPANCIES
+
 
 def new_user() -> str:
     return f"user-{uuid.uuid4()}"
@@ -67,6 +69,13 @@ async def recorded_before_a_marker(gateway: httpx.AsyncClient, headers: dict) ->
         return items if marker_id in {i["event_id"] for i in items} else None
 
     return [item for item in await eventually(shown) if item["event_id"] != marker_id]
+
+
+async def discrepancies(db, *users: str) -> list:
+    """The guide's "balances match ledger" check, verbatim inside, for these users only: each test
+    answers for its own users, not for what other tests left in the shared database."""
+    guide = BALANCE_DISCREPANCIES.strip().rstrip(";")
+    return await db.fetch(f"SELECT * FROM ({guide}) AS d WHERE d.user_id = ANY($1::text[])", list(users))
 
 
 async def fund(gateway: httpx.AsyncClient, admin_headers: dict, user_headers: dict, user: str, points: int) -> dict:

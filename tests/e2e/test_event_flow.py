@@ -4,8 +4,7 @@ from __future__ import annotations
 import pytest
 
 from shared.catalogue import CATALOGUE
-from shared.guide_queries import BALANCE_DISCREPANCIES
-from tests.helpers import decided_event, eventually, habit_event, new_user, spaced
+from tests.helpers import decided_event, discrepancies, eventually, habit_event, new_user, spaced
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +27,7 @@ async def test_a_habit_completion_is_validated_and_credited_to_the_balance(gatew
     assert balance == {"user_id": user, "available_points": CATALOGUE["habit_completed"].points,
                        "pending_points": 0, "lifetime_earned": CATALOGUE["habit_completed"].points,
                        "lifetime_spent": 0}
-    assert await db.fetch(BALANCE_DISCREPANCIES) == []
+    assert await discrepancies(db, user) == []
 
 
 async def test_points_sent_by_the_client_are_ignored(gateway, token):

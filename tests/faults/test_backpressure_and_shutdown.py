@@ -9,8 +9,8 @@ import uuid
 import psutil
 import pytest
 
-from shared.guide_queries import BALANCE_DISCREPANCIES
-from tests.helpers import decided_event, eventually, habit_event, new_user, one_coupon_customer, spaced
+from tests.helpers import (decided_event, discrepancies, eventually, habit_event, new_user, one_coupon_customer,
+                           spaced)
 
 pytestmark = pytest.mark.integration
 
@@ -97,7 +97,7 @@ async def test_sigterm_lets_the_gateway_answer_a_redemption_it_has_taken_before_
 
     await eventually(redeemed, timeout=60)
     assert (await gateway.get("/v1/me/points", headers=headers)).json()["available_points"] == 0
-    assert await db.fetch(BALANCE_DISCREPANCIES) == []
+    assert await discrepancies(db, user) == []
 
 
 def logged_since(log, offset: int) -> str:
@@ -135,7 +135,7 @@ async def test_sigterm_stops_the_projector_cleanly_and_its_successor_projects_wh
     assert await db.fetchval("SELECT count(*) FROM points_events WHERE user_id = $1", user) == 3
     balance = (await gateway.get("/v1/me/points", headers=headers)).json()["available_points"]
     assert balance == sum(d["points_delta"] for d in decided) > 0
-    assert await db.fetch(BALANCE_DISCREPANCIES) == []
+    assert await discrepancies(db, user) == []
 
 
 async def redeem(gateway, headers, template_id: str, key: str | None = None):
@@ -168,4 +168,4 @@ async def test_sigterm_lets_the_redeemer_finish_a_redemption_in_hand_and_its_suc
         return await db.fetchval("SELECT count(*) FROM coupons WHERE user_id = $1", user) == 1
 
     await eventually(projected, timeout=30)
-    assert await db.fetch(BALANCE_DISCREPANCIES) == []
+    assert await discrepancies(db, user) == []

@@ -9,9 +9,8 @@ import uuid
 
 import pytest
 
-from shared.guide_queries import BALANCE_DISCREPANCIES
 from tests.faults.test_backpressure_and_shutdown import exited, pid_of, quiet, redeem
-from tests.helpers import coupon_template, eventually, fund, new_user
+from tests.helpers import coupon_template, discrepancies, eventually, fund, new_user
 
 pytestmark = pytest.mark.integration
 
@@ -51,4 +50,4 @@ async def test_a_redeemer_killed_between_a_credit_and_a_spend_keeps_the_balance_
         return (balance, coupons) == (0, 3)
 
     await eventually(projected, timeout=30)
-    assert await db.fetch(BALANCE_DISCREPANCIES) == []
+    assert await discrepancies(db, user) == []

@@ -6,8 +6,7 @@ import asyncio
 import pytest
 
 from deploy.bench import run_artillery
-from shared.guide_queries import BALANCE_DISCREPANCIES
-from tests.helpers import one_coupon_customer
+from tests.helpers import discrepancies, one_coupon_customer
 
 pytestmark = pytest.mark.integration
 
@@ -30,4 +29,4 @@ async def test_the_guides_concurrent_redemption_race_lets_exactly_one_through(ga
     coupons = (await gateway.get("/v1/me/coupons", headers=headers)).json()
     assert len(coupons) == 1
     assert (await gateway.get("/v1/me/points", headers=headers)).json()["available_points"] == 0
-    assert await db.fetch(BALANCE_DISCREPANCIES) == []
+    assert await discrepancies(db, user) == []

@@ -7,8 +7,8 @@ import signal
 
 import pytest
 
-from shared.guide_queries import BALANCE_DISCREPANCIES
-from tests.helpers import decided_event, eventually, habit_event, held_event, new_user, spaced
+from tests.helpers import (decided_event, discrepancies, eventually, habit_event, held_event, new_user,
+                           spaced)
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,7 @@ async def test_approving_a_held_event_credits_the_points_and_names_the_admin(gat
     assert row["validated_by"] == "reviewer@example.com" and row["review_note"] == "checked the device"
     balance = (await gateway.get("/v1/me/points", headers=headers)).json()
     assert balance["available_points"] == row["points_delta"] > 0
-    assert await db.fetch(BALANCE_DISCREPANCIES) == []
+    assert await discrepancies(db, user) == []
     history = (await gateway.get(f"/v1/admin/users/{user}/history", headers=admin)).json()
     assert history[0]["validated_by"] == "reviewer@example.com"
 
@@ -76,7 +76,7 @@ async def test_fraud_insights_can_be_filtered_by_severity(gateway, token, admin)
     await gateway.post("/v1/events", json=habit_event(at=at), headers=headers)
     second = await gateway.post("/v1/events", json=habit_event(at=at), headers=headers)  # rapid fire: high
     await decided_event(gateway, headers, second.json()["event_id"])
-    held = await held_event(gateway, headers)  # an attestation that cannot verify: low
+    held = await held_event(gateway, token(new_user()))  # an attestation that cannot verify: low
 
     def listing(severity: str, event_id: str):
         async def listed():
