@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 DEV_JWT_SECRET = "dev-only-points-jwt-secret-change-me-0123456789"
 DEV_COUPON_SECRET = "dev-only-points-coupon-secret-change-me-0123456789"
 DEV_COUPON_CODE_KEY = "dev-only-points-coupon-code-key-change-me-0123456789"
+DEV_CLIENT_IP_KEY = "dev-only-points-client-ip-key-change-me-0123456789"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The PostgreSQL role each service logs in as (services/projector/migrations/0011.service-roles.sql).
@@ -60,6 +61,11 @@ def production_problems(settings: "Settings") -> list[str]:
     if code_key == coupon_secret:
         problems.append("COUPON_SECRET and POINTS_COUPON_CODE_KEY must differ: whoever holds the hashing secret "
                         "could then derive the codes themselves")
+    client_ip_key = settings.client_ip_key.get_secret_value()
+    if settings.record_client_ip and (client_ip_key == DEV_CLIENT_IP_KEY or len(client_ip_key) < MIN_SECRET_LENGTH):
+        problems.append(f"POINTS_CLIENT_IP_KEY must be set to at least {MIN_SECRET_LENGTH} characters when "
+                        "POINTS_RECORD_CLIENT_IP is on: with the dev key an address's hash can be looked up from "
+                        "every IPv4 address in minutes")
     if settings.coupon_previous_secrets is not None:
         try:
             previous = json.loads(settings.coupon_previous_secrets.get_secret_value())
@@ -181,6 +187,8 @@ class Settings(BaseSettings):
     trust_rules: str | None = Field(None, alias="POINTS_TRUST_RULES")
     # Off by default: behind a proxy every client would share the proxy's address.
     record_client_ip: bool = Field(False, alias="POINTS_RECORD_CLIENT_IP")
+    # Keys the hash of a client's address: its own key, so no other secret's holder can reverse it.
+    client_ip_key: SecretStr = Field(SecretStr(DEV_CLIENT_IP_KEY), alias="POINTS_CLIENT_IP_KEY")
 
     @model_validator(mode="after")
     def _refuse_unsafe_secrets_outside_dev(self) -> "Settings":

@@ -32,7 +32,7 @@ def client_ip_hash(request: Request, settings) -> str | None:
     """A keyed hash of the caller's address (never the address), when the deployment records it."""
     if not settings.record_client_ip or request.client is None:
         return None
-    key = hmac.new(settings.coupon_code_key.get_secret_value().encode(), b"client-ip", hashlib.sha256).digest()
+    key = settings.client_ip_key.get_secret_value().encode()
     return hmac.new(key, request.client.host.encode(), hashlib.sha256).hexdigest()[:32]
 
 
