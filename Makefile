@@ -45,7 +45,7 @@ status: $(STAMP)
 
 # The whole suite; the fixtures start (and stop) the Kafka, PostgreSQL and services it needs.
 test: $(STAMP) $(LOAD_TOOLS)
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -ra tests/unit

@@ -262,16 +262,19 @@ def admin_revoke(
 @admin_app.command("hold-pending")
 def admin_hold_pending(
     operator: Operator,
+    user: Annotated[list[str] | None, typer.Option("--user", help="Only this user's events (repeatable).")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do it without asking.")] = False,
 ) -> None:
-    """Send every still-undecided event to the review queue (the guide's partial-rollback UPDATE)."""
+    """Send every still-undecided event (of the named users, when given) to the review queue: the
+    guide's partial-rollback UPDATE."""
     import asyncio
 
     from deploy import operators
 
-    if not yes and not typer.confirm("hold every pending event of every user for review?"):
+    whose = f"of {', '.join(user)}" if user else "of every user"
+    if not yes and not typer.confirm(f"hold every pending event {whose} for review?"):
         raise typer.Exit(1)
-    _done(200, {"held": asyncio.run(operators.hold_pending(get_settings(), operator=operator))})
+    _done(200, {"held": asyncio.run(operators.hold_pending(get_settings(), operator=operator, user_ids=user))})
 
 
 def _template_active(operator: str, template_id: str, active: bool) -> None:

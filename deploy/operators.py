@@ -8,13 +8,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from uuid import UUID
 
-from services.ingest import redemptions
+from services.ingest import templates
 from services.ingest.claims import PublishedMarks
+from services.ingest.commands import coupons, review
+from services.ingest.commands import points as point_commands
+from services.ingest.commands.base import Reply
 from services.ingest.ports import Ports
 from services.ingest.publisher import KafkaPublisher
 from services.ingest.replies import ReplyWaiter
-from services.ingest.routers.admin import AwardRequest, change_template
-from services.ingest.routers.review import hold_every_pending
+from services.ingest.routers.admin import AwardRequest
 from shared.db import create_pool
 from shared.events import utcnow
 from shared.settings import Settings
@@ -48,31 +50,28 @@ def award_key(operator: str, user_id: str, points: int, reason: str) -> str:
 
 
 async def award(settings: Settings, *, operator: str, user_id: str, points: int, reason: str,
-                key: str | None = None) -> redemptions.Reply:
+                key: str | None = None) -> Reply:
     checked = AwardRequest(user_id=user_id, points=points, reason=reason)  # the API's own limits
     async with gateway_ports(settings) as ports:
-        return await redemptions.award(ports, admin=operator, user_id=checked.user_id, points=checked.points,
-                                       reason=checked.reason,
-                                       key=key or award_key(operator, user_id, points, reason), now=utcnow())
+        return await point_commands.award(ports, admin=operator, user_id=checked.user_id, points=checked.points,
+                                          reason=checked.reason,
+                                          key=key or award_key(operator, user_id, points, reason), now=utcnow())
 
 
-async def revoke(settings: Settings, *, operator: str, coupon_id: UUID, refund: bool) -> redemptions.Reply:
+async def revoke(settings: Settings, *, operator: str, coupon_id: UUID, refund: bool) -> Reply:
     async with gateway_ports(settings, answers=True) as ports:
-        coupon = await ports.pool.fetchrow("SELECT coupon_id, user_id FROM coupons WHERE coupon_id = $1", coupon_id)
-        if coupon is None:
-            return redemptions.Reply(404, {"coupon_id": str(coupon_id), "status": "not-found"}, {})
-        return await redemptions.revoke(ports, admin=operator, coupon=coupon, refund=refund, now=utcnow())
+        return await coupons.revoke(ports, admin=operator, coupon_id=coupon_id, refund=refund, now=utcnow())
 
 
-async def hold_pending(settings: Settings, *, operator: str) -> int:
+async def hold_pending(settings: Settings, *, operator: str, user_ids: list[str] | None = None) -> int:
     async with gateway_ports(settings) as ports:
-        return await hold_every_pending(ports.pool, ports.publisher, admin=operator, now=utcnow())
+        return await review.hold_pending(ports, admin=operator, user_ids=user_ids, now=utcnow())
 
 
 async def set_template_active(settings: Settings, *, operator: str, template_id: UUID, active: bool) -> dict | None:
     pool = await create_pool(settings.dsn, min_size=1, max_size=1)
     try:
-        row = await change_template(pool, template_id, {"is_active": active}, admin=operator)
+        row = await templates.change(pool, template_id, {"is_active": active}, admin=operator)
         return None if row is None else {k: str(v) if isinstance(v, UUID) else v for k, v in dict(row).items()}
     finally:
         await pool.close()

@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import httpx
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from shared.guide_queries import BALANCE_DISCREPANCIES
@@ -53,6 +54,15 @@ async def decided_event(gateway: httpx.AsyncClient, headers: dict, event_id: str
         return None
 
     return await eventually(check, timeout=timeout)
+
+
+def skip_unless_the_stack_runs(stack, *parts: str) -> None:
+    """Skip a fault test that stops Kafka or PostgreSQL when the stack did not start them (they run in
+    containers under testcontainers): stopping them is then not this stack's to do."""
+    runs = {"kafka": stack.settings.manage_kafka, "postgres": stack.postgres is not None}
+    missing = [part for part in parts if not runs[part]]
+    if missing:
+        pytest.skip(f"{' and '.join(missing)} run in containers here, which this test cannot stop and start")
 
 
 async def recorded_before_a_marker(gateway: httpx.AsyncClient, headers: dict) -> list[dict]:

@@ -14,7 +14,6 @@ from services.ingest import ports
 from services.ingest.auth import Principal, TokenVerifier
 from services.ingest.flags import FlagCache, check_write_allowed
 from services.ingest.problems import Problem
-from services.ingest.publisher import KafkaPublisher
 from shared.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False)
@@ -26,10 +25,6 @@ async def get_settings_dep(request: Request) -> Settings:
 
 async def get_pool(request: Request) -> asyncpg.Pool:
     return request.app.state.pool
-
-
-async def get_publisher(request: Request) -> KafkaPublisher:
-    return request.app.state.publisher
 
 
 async def get_ports(request: Request) -> ports.Ports:
@@ -60,7 +55,6 @@ def require_role(*roles: str):
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
-Publisher = Annotated[KafkaPublisher, Depends(get_publisher)]
 AppUser = Annotated[Principal, Depends(require_role("user"))]
 Admin = Annotated[Principal, Depends(require_role("admin"))]
 FlagsDep = Annotated[FlagCache, Depends(get_flags)]

@@ -1,4 +1,4 @@
-"""Queries on the PostgreSQL read models, always scoped to the asking user by row-level security."""
+"""Queries on the PostgreSQL read models: a user's own, scoped by row-level security; an admin's, across users."""
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
@@ -72,3 +72,75 @@ async def history(pool: asyncpg.Pool, user_id: str, limit: int,
             "ORDER BY event_time DESC, id DESC LIMIT $4",
             user_id, after[0], after[1], limit,
         )
+
+
+# -- an admin's reads, across users --------------------------------------------------------------
+async def event_status(pool: asyncpg.Pool, event_id: UUID) -> asyncpg.Record | None:
+    return await pool.fetchrow("SELECT user_id, validation_status FROM points_events WHERE id = $1", event_id)
+
+
+async def pending_events(pool: asyncpg.Pool, user_ids: list[str] | None) -> list[asyncpg.Record]:
+    """Events not decided yet, of these users or of everyone."""
+    return await pool.fetch(
+        "SELECT id, user_id, event_type, event_time, points_delta, proof_type FROM points_events "
+        "WHERE validation_status = 'pending' AND ($1::text[] IS NULL OR user_id = ANY($1::text[]))", user_ids)
+
+
+async def admin_history(pool: asyncpg.Pool, user_id: str, limit: int) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT id, event_type, event_time, points_delta, validation_status, trust_score, reasons, validated_by, "
+        "review_note FROM points_events WHERE user_id = $1 ORDER BY event_time DESC, id DESC LIMIT $2",
+        user_id, limit)
+
+
+async def fraud_insights(pool: asyncpg.Pool, severity: str | None, limit: int) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT id, user_id, event_id, insight_type, severity, score, evidence, created_at FROM fraud_insights "
+        "WHERE ($1::text IS NULL OR severity = $1) ORDER BY created_at DESC LIMIT $2", severity, limit)
+
+
+async def activity(pool: asyncpg.Pool, since: datetime, system_event_types: list[str]) -> tuple[list, list, int]:
+    """Per hour since `since`: app events by decision and fraud insights by severity; the queue's depth."""
+    async with pool.acquire() as conn:
+        decided = await conn.fetch(
+            "SELECT date_trunc('hour', created_at, 'UTC') AS hour, validation_status, count(*)::int AS n "
+            "FROM points_events WHERE created_at >= $1 AND NOT (event_type = ANY($2::text[])) GROUP BY 1, 2",
+            since, system_event_types)
+        raised = await conn.fetch(
+            "SELECT date_trunc('hour', created_at, 'UTC') AS hour, severity, count(*)::int AS n FROM fraud_insights "
+            "WHERE created_at >= $1 GROUP BY 1, 2", since)
+        depth = await conn.fetchval("SELECT count(*) FROM points_events WHERE validation_status = 'pending_review'")
+    return decided, raised, depth
+
+
+# -- coupons --------------------------------------------------------------------------------------
+async def template_terms(pool: asyncpg.Pool, template_id: UUID) -> asyncpg.Record | None:
+    return await pool.fetchrow("SELECT points_cost, valid_days, is_active FROM coupon_templates WHERE template_id = $1",
+                               template_id)
+
+
+async def active_templates(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return await pool.fetch("SELECT template_id, name, partner, points_cost, valid_days, is_active "
+                            "FROM coupon_templates WHERE is_active ORDER BY points_cost, name")
+
+
+async def coupon_owner(pool: asyncpg.Pool, coupon_id: UUID) -> str | None:
+    return await pool.fetchval("SELECT user_id FROM coupons WHERE coupon_id = $1", coupon_id)
+
+
+async def coupons_of(pool: asyncpg.Pool, user_id: str) -> list[asyncpg.Record]:
+    async with as_user(pool, user_id) as conn:
+        return await conn.fetch(
+            "SELECT coupon_id, template_id, status, issued_points_cost, issued_at, expires_at FROM coupons "
+            "WHERE user_id = $1 ORDER BY issued_at DESC", user_id)
+
+
+async def command_answer(pool: asyncpg.Pool, command_id: UUID, user_id: str) -> asyncpg.Record | None:
+    """The redeemer's answer to one of this user's commands, once projected."""
+    return await pool.fetchrow("SELECT outcome, detail FROM command_answers WHERE command_id = $1 AND user_id = $2",
+                               command_id, user_id)
+
+
+async def answers(pool: asyncpg.Pool) -> bool:
+    """PostgreSQL answers, within two seconds."""
+    return await pool.fetchval("SELECT true", timeout=2)

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from tests.helpers import (decided_event, discrepancies, eventually, habit_event, new_user, one_coupon_customer,
-                           spaced)
+                           skip_unless_the_stack_runs, spaced)
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +34,7 @@ async def exited(pid: int) -> bool:
 
 async def test_with_kafka_down_the_gateway_refuses_with_503_and_the_retry_afterwards_counts_once(
         stack, gateway, token, db):
+    skip_unless_the_stack_runs(stack, "kafka")
     user = new_user()
     headers = token(user)
     body = habit_event()

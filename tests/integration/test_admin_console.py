@@ -101,7 +101,7 @@ async def test_fraud_alerts_show_with_their_severity_and_the_charts_are_drawn(pa
     await expect(page.locator('#decisions-chart rect[data-series="rejected"]').first).to_be_attached()
     await expect(page.locator('#decisions-chart rect[data-series="validated"]').first).to_be_attached()
     await expect(page.locator('#insights-chart rect[data-series="high"]').first).to_be_attached()
-    assert await page.locator("#decisions-legend li").count() == 4
+    await expect(page.locator("#decisions-legend li")).to_have_count(4)
     assert page.problems == []
 
 

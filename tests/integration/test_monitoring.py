@@ -63,11 +63,26 @@ def test_the_three_dashboards_of_the_guide_are_there_and_their_queries_parse(tmp
     promtool("check", "rules", str(tmp_path / "queries.yml"))
 
 
-async def test_every_sql_panel_runs_against_the_read_models(db):
+async def test_every_sql_panel_shows_what_just_happened(gateway, token, db):
+    """After a rapid-fire rejection, a redemption and a review, each SQL panel has rows to draw."""
+    await exercise(gateway, token)
+    admin = token("sre@example.com", "admin")
+    headers = token(new_user())
+    held = await held_event(gateway, headers)
+    verdict = await gateway.post(f"/v1/admin/events/{held}/decision", json={"decision": "approve"}, headers=admin)
+    assert verdict.status_code == 200
+
+    async def approved():
+        return (await decided_event(gateway, headers, held))["validation_status"] == "validated"
+
+    await eventually(approved, timeout=30)
     queries = [t["rawSql"] for t in panel_targets() if "rawSql" in t]
     assert len(queries) >= 4
-    for query in queries:
-        await db.fetch(query)
+
+    async def every_panel_has_rows():
+        return all([await db.fetch(query) for query in queries])
+
+    await eventually(every_panel_has_rows, timeout=30, interval=0.5)
 
 
 async def exercise(gateway, token) -> None:

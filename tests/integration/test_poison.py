@@ -15,7 +15,7 @@ import pytest
 from shared import topics
 from shared.envelope import to_record
 from shared.events import EventDecided, utcnow
-from tests.helpers import decided_event, eventually, habit_event, new_user, produce
+from tests.helpers import decided_event, eventually, habit_event, new_user, produce, skip_unless_the_stack_runs
 
 pytestmark = pytest.mark.integration
 
@@ -109,8 +109,7 @@ async def test_an_unstorable_record_on_the_log_is_set_aside_as_an_attack_and_the
 
 
 async def test_a_database_outage_is_waited_out_without_skipping_a_record(stack, settings, db):
-    if stack.postgres is None:
-        pytest.skip("PostgreSQL is not run by this stack (a container): it cannot be stopped here")
+    skip_unless_the_stack_runs(stack, "postgres")
     projector = stack.service("projector").process()
     before = projector.pid()
     user = new_user()

@@ -16,7 +16,7 @@ from services.projector import store
 from services.projector.consumer import Projector
 from services.projector.projection import Position, project
 from shared.envelope import to_record
-from shared.events import EventDecided
+from shared.events import EventDecided, EventSubmitted
 from shared.db import create_pool
 from tests.helpers import eventually, new_user
 
@@ -149,3 +149,24 @@ async def test_a_batch_from_an_instance_that_lost_its_partition_cannot_overwrite
     assert await db.fetchval("SELECT validation_status FROM points_events WHERE id = $1",
                              validated.event_id) == "rejected"
     assert await db.fetchval("SELECT next_offset FROM projector_offsets WHERE consumer_group = $1", group) == 6
+
+
+@pytest.mark.parametrize("order", ["submission first", "decision first"])
+async def test_a_submission_never_overrides_its_decision_whichever_topic_is_read_first(schema, order):
+    db = schema
+    user, group = new_user(), f"test-projector-{uuid.uuid4().hex[:8]}"
+    decided = decision(user, 10)
+    submitted = EventSubmitted(event_id=decided.event_id, user_id=user, event_type=decided.event_type,
+                               event_time=decided.event_time, nonce=uuid.uuid4().hex, points=10,
+                               received_at=decided.event_time, body_hash="h")
+    batches = [(project(submitted, Position("submitted", 0, 3)), {("submitted", 0): 4}),
+               (project(decided, Position("ledger", 0, 7)), {("ledger", 0): 8})]
+    if order == "decision first":
+        batches.reverse()
+
+    for row, offsets in batches:
+        await store.apply_batch(db, group, [row], offsets)
+
+    row = await db.fetchrow("SELECT validation_status, trust_score, source_topic FROM points_events WHERE id = $1",
+                            decided.event_id)
+    assert (row["validation_status"], row["trust_score"], row["source_topic"]) == ("validated", 90, "ledger")

@@ -109,8 +109,9 @@ async def test_hold_pending_sends_undecided_events_to_review_instead_of_the_vali
             return row is not None and row["validation_status"] == "pending"
 
         await eventually(pending)
-        held = await gateway.post("/v1/admin/hold-pending", headers=admin)
-        assert held.status_code == 200 and held.json()["held"] >= 1
+        # Narrowed to this user, so no other test's undecided events are held with it.
+        held = await gateway.post("/v1/admin/hold-pending", params={"user_id": user}, headers=admin)
+        assert held.status_code == 200 and held.json()["held"] == 1
     finally:
         await asyncio.to_thread(stack.up, echo=lambda _: None)  # restarts just the validator
 

@@ -8,7 +8,7 @@ NOW = datetime(2026, 11, 26, 10, 0, tzinfo=timezone.utc)
 AT = Position("points.ledger", 2, 41)
 
 
-def test_a_submission_becomes_a_pending_row_that_never_overrides_a_decision():
+def test_a_submission_becomes_a_pending_row_marked_as_not_authoritative():
     row = project(EventSubmitted(event_id=uuid4(), user_id="u1", event_type="habit_completed", event_time=NOW,
                                  nonce="abcdefgh", points=10, received_at=NOW, body_hash="h"), AT)
     assert (row.validation_status, row.points_delta, row.authoritative) == ("pending", 10, False)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from typing import Annotated
 
@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
 from services.ingest import flags as flag_store
-from services.ingest import redemptions
+from services.ingest import templates
+from services.ingest.commands import coupons, points
 from services.ingest.deps import Admin, FlagsDep, Pool, Ports
 from services.ingest.problems import COMMON_PROBLEMS, Problem, problem_responses
 from services.ingest.routers.coupons import IdempotencyKey, Template, reply, require_key
@@ -69,8 +70,8 @@ class Award(BaseModel):
 @router.post("/awards", status_code=201, response_model=Award, responses=problem_responses(503))
 async def award_points(body: AwardRequest, admin: Admin, ports: Ports, key: IdempotencyKey = None) -> JSONResponse:
     """Credit a user; the ledger record names you."""
-    return reply(await redemptions.award(ports, admin=admin.sub, user_id=body.user_id, points=body.points,
-                                         reason=body.reason, key=require_key(key), now=utcnow()))
+    return reply(await points.award(ports, admin=admin.sub, user_id=body.user_id, points=body.points,
+                                    reason=body.reason, key=require_key(key), now=utcnow()))
 
 
 class ClawbackRequest(BaseModel):
@@ -106,9 +107,9 @@ class Clawback(BaseModel):
 async def claw_back(user_id: Annotated[str, Path(min_length=1, max_length=255)], body: ClawbackRequest, admin: Admin,
                     ports: Ports, key: IdempotencyKey = None) -> JSONResponse:
     """Take points back (an amount, or chosen events' credit) as a clawback record naming you."""
-    return reply(await redemptions.claw_back(ports, admin=admin.sub, user_id=user_id, points=body.points,
-                                             event_ids=body.event_ids, reason=body.reason, key=require_key(key),
-                                             now=utcnow()))
+    return reply(await points.claw_back(ports, admin=admin.sub, user_id=user_id, points=body.points,
+                                        event_ids=body.event_ids, reason=body.reason, key=require_key(key),
+                                        now=utcnow()))
 
 
 class RevokeRequest(BaseModel):
@@ -126,10 +127,8 @@ class Revoked(BaseModel):
 @router.post("/coupons/{coupon_id}/revoke", response_model=Revoked, responses=problem_responses(404, 409, 503))
 async def revoke_coupon(coupon_id: UUID, body: RevokeRequest, admin: Admin, ports: Ports) -> JSONResponse:
     """Make a coupon unusable, refunding its points if asked."""
-    coupon = await ports.pool.fetchrow("SELECT coupon_id, user_id FROM coupons WHERE coupon_id = $1", coupon_id)
-    if coupon is None:
-        raise Problem(404, "coupon-not-found", "No such coupon.")
-    return reply(await redemptions.revoke(ports, admin=admin.sub, coupon=coupon, refund=body.refund, now=utcnow()))
+    return reply(await coupons.revoke(ports, admin=admin.sub, coupon_id=coupon_id, refund=body.refund,
+                                      now=utcnow()))
 
 
 class NewTemplate(BaseModel):
@@ -151,36 +150,18 @@ class TemplateChange(BaseModel):
     valid_days: StrictInt | None = Field(None, gt=0, le=3650)
 
 
-_TEMPLATE_COLUMNS = "template_id, name, partner, points_cost, valid_days, is_active"
-
-
 @router.post("/coupon-templates", status_code=201, response_model=Template)
 async def create_template(body: NewTemplate, admin: Admin, pool: Pool) -> JSONResponse:
     """Offer a new coupon."""
-    row = await pool.fetchrow(
-        f"INSERT INTO coupon_templates (template_id, name, partner, points_cost, valid_days) "
-        f"VALUES ($1, $2, $3, $4, $5) RETURNING {_TEMPLATE_COLUMNS}",
-        uuid4(), body.name, body.partner, body.points_cost, body.valid_days)
-    log.warning("points.template.created", extra={"admin": admin.sub, "template_id": str(row["template_id"])})
+    row = await templates.create(pool, admin=admin.sub, name=body.name, partner=body.partner,
+                                 points_cost=body.points_cost, valid_days=body.valid_days)
     return JSONResponse(Template(**dict(row)).model_dump(mode="json"), status_code=201)
 
 
 @router.put("/coupon-templates/{template_id}", response_model=Template, responses=problem_responses(404))
 async def update_template(template_id: UUID, body: TemplateChange, admin: Admin, pool: Pool) -> Template:
     """Change, activate or deactivate a coupon template; coupons already issued keep their terms."""
-    row = await change_template(pool, template_id, body.model_dump(exclude_none=True), admin=admin.sub)
+    row = await templates.change(pool, template_id, body.model_dump(exclude_none=True), admin=admin.sub)
     if row is None:
         raise Problem(404, "template-not-found", "No such coupon template.")
     return Template(**dict(row))
-
-
-async def change_template(pool, template_id: UUID, changes: dict, *, admin: str):
-    """Apply the changes and log who made them; the new row, or None for an unknown template."""
-    assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(changes, start=2))
-    row = await pool.fetchrow(
-        f"UPDATE coupon_templates SET {assignments + ', ' if assignments else ''}updated_at = now() "
-        f"WHERE template_id = $1 RETURNING {_TEMPLATE_COLUMNS}", template_id, *changes.values())
-    if row is not None:
-        log.warning("points.template.changed", extra={"admin": admin, "template_id": str(template_id),
-                                                      "changes": changes})
-    return row

@@ -8,12 +8,13 @@ from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from services.ingest import idempotency, merchants, redemptions
+from services.ingest import idempotency, merchants, readmodels
 from services.ingest import ports as adapters
+from services.ingest.commands import coupons as commands
+from services.ingest.commands.base import Reply
 from services.ingest.deps import AppUser, Pool, Ports, WritingUser, require_role
 from services.ingest.auth import Principal
 from services.ingest.problems import COMMON_PROBLEMS, MEDIA_TYPE, Problem, problem_responses
-from services.ingest.readmodels import as_user
 from services.ingest.schemas import Text
 from shared.coupon_codes import normalise
 from shared.events import utcnow
@@ -83,7 +84,7 @@ class UsedCoupon(BaseModel):
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def reply(result: redemptions.Reply) -> JSONResponse:
+def reply(result: Reply) -> JSONResponse:
     media = MEDIA_TYPE if result.status_code >= 400 else "application/json"
     headers = {**result.headers, **(NO_STORE if "code" in result.body else {})}
     return JSONResponse(result.body, status_code=result.status_code, headers=headers, media_type=media)
@@ -98,9 +99,7 @@ def require_key(key: str | None) -> str:
 @router.get("/v1/coupon-templates", response_model=list[Template])
 async def list_templates(_: AppUser, pool: Pool) -> list[Template]:
     """The coupons on offer."""
-    rows = await pool.fetch("SELECT template_id, name, partner, points_cost, valid_days, is_active "
-                            "FROM coupon_templates WHERE is_active ORDER BY points_cost, name")
-    return [Template(**dict(r)) for r in rows]
+    return [Template(**dict(r)) for r in await readmodels.active_templates(pool)]
 
 
 @router.post("/v1/redemptions", status_code=201, response_model=Redemption, responses={
@@ -109,16 +108,15 @@ async def list_templates(_: AppUser, pool: Pool) -> list[Template]:
     **problem_responses(404, 409, 503)})
 async def redeem(body: RedeemRequest, user: WritingUser, ports: Ports, key: IdempotencyKey = None) -> JSONResponse:
     """Spend points on a coupon; the code is in this response only."""
-    return reply(await redemptions.redeem(ports, user_id=user.sub, template_id=body.template_id,
-                                          key=require_key(key), now=utcnow()))
+    return reply(await commands.redeem(ports, user_id=user.sub, template_id=body.template_id,
+                                       key=require_key(key), now=utcnow()))
 
 
 @router.get("/v1/redemptions/{redemption_id}", response_model=RedemptionStatus, responses=problem_responses(404))
 async def get_redemption(redemption_id: UUID, user: AppUser, ports: Ports) -> RedemptionStatus | JSONResponse:
     """Where a redemption stands (for one answered 202)."""
     claim = await idempotency.answer_of(ports.pool, scope=f"redeem:{user.sub}", command_id=redemption_id)
-    answer = await ports.pool.fetchrow(
-        "SELECT outcome, detail FROM command_answers WHERE command_id = $1 AND user_id = $2", redemption_id, user.sub)
+    answer = await readmodels.command_answer(ports.pool, redemption_id, user.sub)
     if answer is None:
         if claim is None:
             raise Problem(404, "not-found", "No such redemption.")
@@ -148,10 +146,7 @@ def _redeemed(redemption_id: UUID, detail: dict, ports: adapters.Ports) -> JSONR
 @router.get("/v1/me/coupons", response_model=list[Coupon])
 async def my_coupons(user: AppUser, pool: Pool) -> list[Coupon]:
     """Your coupons, newest first; codes are never shown again."""
-    async with as_user(pool, user.sub) as conn:
-        rows = await conn.fetch(
-            "SELECT coupon_id, template_id, status, issued_points_cost, issued_at, expires_at FROM coupons "
-            "WHERE user_id = $1 ORDER BY issued_at DESC", user.sub)
+    rows = await readmodels.coupons_of(pool, user.sub)
     now = utcnow()
     return [Coupon(coupon_id=r["coupon_id"], template_id=r["template_id"], points_cost=r["issued_points_cost"],
                    status="expired" if r["status"] == "issued" and r["expires_at"] and r["expires_at"] <= now
@@ -171,4 +166,5 @@ async def use_code(body: UseCode, merchant: Merchant, ports: Ports) -> JSONRespo
                       headers={"Retry-After": str(int(merchants.WINDOW.total_seconds()))})
     if found is None:
         raise Problem(404, "coupon-not-found", "No coupon has this code.")
-    return reply(await redemptions.use_code(ports, merchant=merchant.sub, code_owner=found, now=now))
+    return reply(await commands.use_code(ports, merchant=merchant.sub, coupon_id=found["coupon_id"],
+                                         owner=found["user_id"], now=now))

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
-from services.ingest import handlers
+from services.ingest.commands import events as commands
 from services.ingest.attestation.assess import assess
 from services.ingest.deps import AppUser, Pool, Ports, WritingUser
 from services.ingest.problems import COMMON_PROBLEMS, Problem, problem_responses
@@ -57,7 +57,7 @@ async def submit_event(body: SubmitEvent, user: WritingUser, ports: Ports, reque
     event = event.model_copy(update={"attestation": verdict.verdict, "attestation_reasons": verdict.reasons,
                                      "client_ip_hash": client_ip_hash(request, settings)})
     try:
-        accepted = await handlers.submit_event(event, ports)
+        accepted = await commands.submit_event(ports, event, now=now)
     except Problem as problem:
         REFUSED.labels(problem.slug).inc()
         raise

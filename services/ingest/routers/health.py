@@ -6,6 +6,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.ingest import readmodels
+
 router = APIRouter(tags=["operations"])
 
 
@@ -27,7 +29,7 @@ async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
     checks = {"kafka": await state.publisher.reachable(), "replies": state.replies.started}
     try:
-        checks["postgres"] = await state.pool.fetchval("SELECT true", timeout=2)
+        checks["postgres"] = await readmodels.answers(state.pool)
     except Exception:
         checks["postgres"] = False
     ok = all(checks.values())

@@ -1,9 +1,8 @@
 """The review side of administration: held events and their verdicts, users' ledgers, fraud insights."""
 from __future__ import annotations
 
-import logging
 from typing import Literal
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from urllib.parse import urlencode
 
@@ -12,16 +11,13 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from services.ingest import cursors, readmodels
-from services.ingest.deps import Admin, Pool, Publisher
-from services.ingest.problems import COMMON_PROBLEMS, Problem, problem_responses
-from services.ingest.publisher import publish_or_503
+from services.ingest.commands import review
+from services.ingest.deps import Admin, Pool, Ports
+from services.ingest.problems import COMMON_PROBLEMS, problem_responses
 from services.ingest.schemas import Text
-from shared import topics
-from shared.commands import HoldEvent, ReviewEvent
 from shared.events import utcnow
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=COMMON_PROBLEMS)
-log = logging.getLogger("points.ingest")
 
 
 class QueuedEvent(BaseModel):
@@ -67,18 +63,10 @@ class VerdictAccepted(BaseModel):
 
 
 @router.post("/events/{event_id}/decision", response_model=VerdictAccepted, responses=problem_responses(404, 409, 503))
-async def decide_event(event_id: UUID, body: Verdict, admin: Admin, pool: Pool, publisher: Publisher) -> VerdictAccepted:
+async def decide_event(event_id: UUID, body: Verdict, admin: Admin, ports: Ports) -> VerdictAccepted:
     """Approve or reject a held event; the final ledger record names you."""
-    row = await pool.fetchrow("SELECT user_id, validation_status FROM points_events WHERE id = $1", event_id)
-    if row is None:
-        raise Problem(404, "not-found", "No such event.")
-    if row["validation_status"] != "pending_review":
-        raise Problem(409, "not-in-review", f"The event is {row['validation_status']}, not awaiting review.")
-    command = ReviewEvent(command_id=uuid4(), user_id=row["user_id"], issued_at=utcnow(), event_id=event_id,
-                          admin=admin.sub, decision=body.decision, note=body.note)
-    await publish_review(publisher, command)
-    log.warning("points.review.decided", extra={"admin": admin.sub, "event_id": str(event_id),
-                                                "decision": body.decision})
+    await review.decide(ports, admin=admin.sub, event_id=event_id, decision=body.decision, note=body.note,
+                        now=utcnow())
     return VerdictAccepted(event_id=event_id, decision=body.decision, validated_by=admin.sub)
 
 
@@ -113,28 +101,12 @@ class BulkVerdictResult(BaseModel):
 
 
 @router.post("/review-queue/verdicts", response_model=BulkVerdictResult, responses=problem_responses(503))
-async def decide_many(body: BulkVerdict, admin: Admin, pool: Pool, publisher: Publisher) -> BulkVerdictResult:
+async def decide_many(body: BulkVerdict, admin: Admin, ports: Ports) -> BulkVerdictResult:
     """Approve or reject many held events at once, each recorded like a single verdict naming you."""
-    rows = await readmodels.held_events(pool, event_ids=body.event_ids, user_id=body.user_id)
-    found = {r["id"]: r for r in rows}
-    now, outcomes = utcnow(), []
-    for event_id in body.event_ids if body.event_ids is not None else list(found):
-        row = found.get(event_id)
-        if row is None:
-            outcomes.append(VerdictOutcome(event_id=event_id, outcome="not-found"))
-        elif row["validation_status"] != "pending_review":
-            outcomes.append(VerdictOutcome(event_id=event_id, outcome="not-in-review",
-                                           validation_status=row["validation_status"]))
-        else:
-            # The validator finishes a held event once, so a repeated bulk verdict changes nothing.
-            await publish_review(publisher, ReviewEvent(
-                command_id=uuid4(), user_id=row["user_id"], issued_at=now, event_id=event_id, admin=admin.sub,
-                decision=body.decision, note=body.note))
-            outcomes.append(VerdictOutcome(event_id=event_id, outcome="accepted", validation_status="pending_review"))
-    log.warning("points.review.bulk_decided", extra={
-        "admin": admin.sub, "decision": body.decision, "user_id": body.user_id,
-        "accepted": sum(o.outcome == "accepted" for o in outcomes), "asked": len(outcomes)})
-    return BulkVerdictResult(decision=body.decision, validated_by=admin.sub, outcomes=outcomes)
+    outcomes = await review.decide_many(ports, admin=admin.sub, decision=body.decision, note=body.note,
+                                        event_ids=body.event_ids, user_id=body.user_id, now=utcnow())
+    return BulkVerdictResult(decision=body.decision, validated_by=admin.sub,
+                             outcomes=[VerdictOutcome(**vars(o)) for o in outcomes])
 
 
 class Held(BaseModel):
@@ -142,26 +114,12 @@ class Held(BaseModel):
 
 
 @router.post("/hold-pending", response_model=Held, responses=problem_responses(503))
-async def hold_pending(admin: Admin, pool: Pool, publisher: Publisher) -> Held:
-    """Send every still-undecided event to the review queue (the guide's partial rollback)."""
-    return Held(held=await hold_every_pending(pool, publisher, admin=admin.sub, now=utcnow()))
-
-
-async def hold_every_pending(pool, publisher, *, admin: str, now) -> int:
-    """A hold command for every event still pending; the validator holds those it has not decided yet."""
-    rows = await pool.fetch("SELECT id, user_id, event_type, event_time, points_delta, proof_type FROM points_events "
-                            "WHERE validation_status = 'pending'")
-    for r in rows:
-        await publish_review(publisher, HoldEvent(
-            command_id=uuid4(), user_id=r["user_id"], issued_at=now, event_id=r["id"], admin=admin,
-            event_type=r["event_type"], event_time=r["event_time"], points=r["points_delta"],
-            proof_type=r["proof_type"]))
-    log.warning("points.review.hold_pending", extra={"admin": admin, "held": len(rows)})
-    return len(rows)
-
-
-async def publish_review(publisher, command) -> None:
-    await publish_or_503(publisher, topics.REVIEWS, command, key=command.user_id, what="command")
+async def hold_pending(admin: Admin, ports: Ports,
+                       user_id: list[Text] | None = Query(None, max_length=255,
+                                                          description="Only these users' events (repeatable)")) -> Held:
+    """Send every still-undecided event (of the named users, when given) to the review queue: the
+    guide's partial rollback."""
+    return Held(held=await review.hold_pending(ports, admin=admin.sub, user_ids=user_id, now=utcnow()))
 
 
 class AdminHistoryItem(BaseModel):
@@ -180,10 +138,7 @@ class AdminHistoryItem(BaseModel):
 async def user_history(user_id: str, _: Admin, pool: Pool,
                        limit: int = Query(200, ge=1, le=1000)) -> list[AdminHistoryItem]:
     """Everything in a user's ledger, newest first, with who decided it."""
-    rows = await pool.fetch(
-        "SELECT id, event_type, event_time, points_delta, validation_status, trust_score, reasons, validated_by, "
-        "review_note FROM points_events WHERE user_id = $1 ORDER BY event_time DESC, id DESC LIMIT $2",
-        user_id, limit)
+    rows = await readmodels.admin_history(pool, user_id, limit)
     return [AdminHistoryItem(event_id=r["id"], **{k: r[k] for k in r.keys() if k != "id"}) for r in rows]
 
 
@@ -202,7 +157,4 @@ class Insight(BaseModel):
 async def fraud_insights(_: Admin, pool: Pool, severity: Literal["low", "medium", "high", "critical"] | None = None,
                          limit: int = Query(200, ge=1, le=1000)) -> list[Insight]:
     """Recent fraud insights, newest first, optionally of one severity."""
-    rows = await pool.fetch(
-        "SELECT id, user_id, event_id, insight_type, severity, score, evidence, created_at FROM fraud_insights "
-        "WHERE ($1::text IS NULL OR severity = $1) ORDER BY created_at DESC LIMIT $2", severity, limit)
-    return [Insight(**dict(r)) for r in rows]
+    return [Insight(**dict(r)) for r in await readmodels.fraud_insights(pool, severity, limit)]

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel
 
+from services.ingest import readmodels
 from services.ingest.deps import Admin, Pool
 from services.ingest.problems import COMMON_PROBLEMS
 from shared.catalogue import SYSTEM_EVENT_TYPES
@@ -38,14 +39,6 @@ async def stats(_: Admin, pool: Pool, hours: int = Query(24, ge=1, le=168)) -> S
     """App events by decision and fraud insights by severity, per hour, oldest hour first."""
     now = utcnow().replace(minute=0, second=0, microsecond=0)
     buckets = [now - timedelta(hours=h) for h in range(hours - 1, -1, -1)]
-    async with pool.acquire() as conn:
-        decided = await conn.fetch(
-            "SELECT date_trunc('hour', created_at, 'UTC') AS hour, validation_status, count(*)::int AS n FROM points_events "
-            "WHERE created_at >= $1 AND NOT (event_type = ANY($2::text[])) GROUP BY 1, 2",
-            buckets[0], sorted(SYSTEM_EVENT_TYPES))
-        raised = await conn.fetch(
-            "SELECT date_trunc('hour', created_at, 'UTC') AS hour, severity, count(*)::int AS n FROM fraud_insights "
-            "WHERE created_at >= $1 GROUP BY 1, 2", buckets[0])
-        depth = await conn.fetchval("SELECT count(*) FROM points_events WHERE validation_status = 'pending_review'")
+    decided, raised, depth = await readmodels.activity(pool, buckets[0], sorted(SYSTEM_EVENT_TYPES))
     return Stats(hours=buckets, decisions=_series(decided, STATUSES, buckets, "validation_status"),
                  insights=_series(raised, SEVERITIES, buckets, "severity"), review_queue_depth=depth)

@@ -1,15 +1,15 @@
-"""The gateway's write path: one handler per command, adapters passed in."""
+"""Submitting an app event: claimed once per nonce, then published to Kafka."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from services.ingest import claims
-from services.ingest.problems import Problem
 from services.ingest.ports import Ports
+from services.ingest.problems import Problem
 from services.ingest.publisher import publish_or_503
 from shared import topics
-from shared.events import EventSubmitted, utcnow
+from shared.events import EventSubmitted
 
 # How long a retry waits for the first copy's publish before publishing the same event itself:
 # longer than the producer's own request timeout, so the first copy has failed by then.
@@ -28,7 +28,9 @@ async def _publish(ports: Ports, event: EventSubmitted) -> None:
     ports.marks.mark(event)
 
 
-async def submit_event(event: EventSubmitted, ports: Ports) -> Accepted:
+async def submit_event(ports: Ports, event: EventSubmitted, *, now: datetime) -> Accepted:
+    """Claim the event's nonce (and a place in the user's hourly quota), then publish it; a retry
+    with the same body gets the first event."""
     settings = ports.settings
     outcome = await claims.claim(ports.pool, event, limit=settings.rate_limit_per_hour,
                                  ttl=timedelta(hours=settings.nonce_ttl_hours))
@@ -38,7 +40,6 @@ async def submit_event(event: EventSubmitted, ports: Ports) -> Accepted:
                           title="Unprocessable Content",
                           errors=[{"pointer": "/nonce", "detail": "already used with another body"}])
         case claims.RateLimited(quota=quota):
-            now = utcnow()
             raise Problem(429, "rate-limited",
                           f"At most {quota.limit} events an hour are accepted per user.",
                           headers={"Retry-After": str(quota.reset_seconds(now)),
@@ -50,4 +51,4 @@ async def submit_event(event: EventSubmitted, ports: Ports) -> Accepted:
             return Accepted(first, duplicate=True, headers={})
         case claims.Claimed(quota=quota):
             await _publish(ports, event)
-            return Accepted(event, duplicate=False, headers=quota.headers(utcnow(), after_accepting=True))
+            return Accepted(event, duplicate=False, headers=quota.headers(now, after_accepting=True))
