@@ -46,6 +46,7 @@ class Tally:
     events_acked: dict[str, str] = field(default_factory=dict)  # nonce -> event id
     redemptions_acked: dict[str, str] = field(default_factory=dict)  # idempotency key -> redemption id
     coupons_acked: set[str] = field(default_factory=set)
+    awarded: dict[str, int] = field(default_factory=dict)  # spender -> points awarded (201) to spend
     retries: int = 0
     client_errors: list[str] = field(default_factory=list)
 
@@ -84,6 +85,7 @@ class Report:
             f"| events acknowledged (202/200) | {len(t.events_acked)} |",
             f"| events refused by the hourly rate limit (429) | {t.events_rate_limited} |",
             f"| redemptions acknowledged (201) | {len(t.coupons_acked)} |",
+            f"| points awarded to spenders, coupons they hold | {sum(t.awarded.values())}, {d['spender_coupons']} |",
             f"| client retries (connection errors, timeouts, 5xx) | {t.retries} |",
             f"| acknowledged events lost | {d['lost_events']} |",
             f"| events counted twice | {d['duplicate_events']} |",
@@ -148,13 +150,27 @@ async def submitter(client: Client, user: str, stop: asyncio.Event) -> None:
         await asyncio.sleep(1.5)
 
 
-async def spender(client: Client, user: str, template_id: str, stop: asyncio.Event) -> None:
-    headers = client.headers(user)
+SPENDER_FUNDS = 2000  # four coupons: a spender runs dry within seconds and is funded again, all run long
+
+
+async def fund(client: Client, user: str, round_: int) -> bool:
     admin = client.headers("chaos-admin", "admin")
-    award = await client.persist("POST", "/v1/admin/awards", json={"user_id": user, "points": 5000, "reason": "chaos"},
-                                 headers={**admin, "Idempotency-Key": f"fund-{user}"})
+    award = await client.persist("POST", "/v1/admin/awards",
+                                 json={"user_id": user, "points": SPENDER_FUNDS, "reason": "chaos"},
+                                 headers={**admin, "Idempotency-Key": f"fund-{user}-{round_}"})
     if award is None or award.status_code != 201:
         client.tally.client_errors.append(f"award {award and award.status_code}")
+        return False
+    client.tally.awarded[user] = client.tally.awarded.get(user, 0) + SPENDER_FUNDS
+    return True
+
+
+async def spender(client: Client, user: str, template_id: str, stop: asyncio.Event) -> None:
+    """Spends on coupons until the run ends, funded again whenever the balance runs out: so balances
+    keep moving through every fault, and a redeemer that forgot a debit or a credit shows."""
+    headers = client.headers(user)
+    rounds = 0
+    if not await fund(client, user, rounds):
         return
     while not stop.is_set():
         key = uuid.uuid4().hex
@@ -166,6 +182,10 @@ async def spender(client: Client, user: str, template_id: str, stop: asyncio.Eve
             client.tally.redemptions_acked[key] = response.json()["redemption_id"]
             if response.status_code == 201:
                 client.tally.coupons_acked.add(response.json()["coupon_id"])
+        elif response.status_code == 409 and response.json().get("type", "").endswith("/insufficient-points"):
+            rounds += 1
+            if not await fund(client, user, rounds):
+                return
         elif response.status_code != 409:
             client.tally.client_errors.append(f"redemption {response.status_code}: {response.text[:200]}")
         await asyncio.sleep(3)
@@ -215,14 +235,27 @@ async def redeemer_balances(stack: Stack) -> dict[str, int]:
 
 async def check(stack: Stack, tally: Tally, users: list[str], settle_seconds: float) -> tuple[dict, dict]:
     pool = await create_pool(stack.settings.dsn, min_size=1, max_size=2)
+
+    async def spenders() -> tuple[list, list[str]]:
+        """Each spender's coupons, and the spenders whose balance is not what they were given less
+        what their coupons cost (exactly, through every fault)."""
+        bought = await pool.fetch(
+            "SELECT user_id, count(*) AS n, sum(issued_points_cost)::bigint AS points FROM coupons "
+            "WHERE user_id = ANY($1::text[]) GROUP BY user_id", list(tally.awarded))
+        spent = {r["user_id"]: r["points"] for r in bought}
+        balances = {r["user_id"]: r["available_points"] for r in await pool.fetch(
+            "SELECT user_id, available_points FROM user_points_cache WHERE user_id = ANY($1::text[])",
+            list(tally.awarded))}
+        return bought, sorted(u for u, given in tally.awarded.items() if balances.get(u, 0) != given - spent.get(u, 0))
+
     try:
         acked = [uuid.UUID(i) for i in tally.events_acked.values()]
         deadline = time.monotonic() + settle_seconds
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # until everything acknowledged is decided and shown
             undecided = await pool.fetchval(
                 "SELECT $2::int - count(*) FILTER (WHERE validation_status <> 'pending') FROM points_events "
                 "WHERE id = ANY($1::uuid[])", acked, len(acked))
-            if undecided == 0:
+            if undecided == 0 and not (await spenders())[1]:
                 break
             await asyncio.sleep(1)
         found = await pool.fetchval("SELECT count(*) FROM points_events WHERE id = ANY($1::uuid[])", acked)
@@ -253,6 +286,7 @@ async def check(stack: Stack, tally: Tally, users: list[str], settle_seconds: fl
         discrepancies = len(await pool.fetch(BALANCE_DISCREPANCIES))
         cached = {r["user_id"]: r["available_points"] for r in await pool.fetch(
             "SELECT user_id, available_points FROM user_points_cache WHERE user_id = ANY($1::text[])", users)}
+        bought, misspent = await spenders()
     finally:
         await pool.close()
     accounts = await redeemer_balances(stack)
@@ -261,7 +295,8 @@ async def check(stack: Stack, tally: Tally, users: list[str], settle_seconds: fl
     details = {"lost_events": len(acked) - found, "duplicate_events": unclaimed + claims_twice,
                "undecided_events": len(acked) - decided, "first_undecided": stuck,
                "lost_redemptions": len(tally.coupons_acked - coupons) + len(unresolved),
-               "duplicate_coupons": duplicate_coupons, "balances_differ": balances_differ[:5]}
+               "duplicate_coupons": duplicate_coupons, "balances_differ": balances_differ[:5],
+               "spenders_misbalanced": misspent[:5], "spender_coupons": sum(r["n"] for r in bought)}
     checks = {
         "every acknowledged event is in points_events, once": found == len(acked) and claims_twice == 0,
         "every acknowledged event is decided": decided == len(acked),
@@ -269,6 +304,7 @@ async def check(stack: Stack, tally: Tally, users: list[str], settle_seconds: fl
         "cache equals ledger (the guide's query returns no rows)": discrepancies == 0,
         "the redeemer's balances equal the ledger's": not balances_differ,
         "no negative balance": negative == 0,
+        "each spender's balance is what it was given less what its coupons cost": not misspent,
         "no coupon issued twice": duplicate_coupons == 0,
         "no debit without its coupon, no coupon without its debit": debits_without_coupon == coupons_without_debit == 0,
         "every acknowledged redemption is visible": details["lost_redemptions"] == 0,

@@ -24,10 +24,20 @@ TOPIC_MESSAGES = {
     topics.DEAD_LETTER: [],
 }
 
+# What a consumer verifies (shared/signing.py), said here so it can without reading our code.
+SIGNED_BYTES = (
+    "Ed25519 over the concatenation of length-prefixed parts, each part preceded by its length as a 4-byte "
+    "big-endian unsigned integer: first the record key (empty when there is none); then every header named "
+    "ce_* or content-type, as the bytes name + '=' + value, sorted by name and then value (bytewise); last "
+    "the record value. The public keys, by key id, are served as a JWKS (OKP, Ed25519) at "
+    "GET /.well-known/points-signing-keys on the gateway.")
+
 _CE_HEADERS = {
     "type": "object",
-    "description": "CloudEvents 1.0 binary mode: attributes travel as ce_* Kafka headers.",
-    "required": ["ce_specversion", "ce_id", "ce_source", "ce_type", "content-type"],
+    "description": "CloudEvents 1.0 binary mode: attributes travel as ce_* Kafka headers. Every record is "
+                   "signed: points-signature and points-key-id.",
+    "required": ["ce_specversion", "ce_id", "ce_source", "ce_type", "content-type", "points-signature",
+                 "points-key-id"],
     "properties": {
         "ce_specversion": {"type": "string", "const": "1.0"},
         "ce_id": {"type": "string", "description": "Unique per record"},
@@ -36,6 +46,9 @@ _CE_HEADERS = {
         "ce_subject": {"type": "string", "description": "The user id (also the record key)"},
         "ce_time": {"type": "string", "format": "date-time"},
         "content-type": {"type": "string", "const": "application/json"},
+        "points-signature": {"type": "string", "contentEncoding": "base64url",
+                             "description": "Unpadded base64url of the Ed25519 signature. " + SIGNED_BYTES},
+        "points-key-id": {"type": "string", "description": "Which signing key made the signature (the JWKS kid)"},
     },
 }
 

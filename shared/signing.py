@@ -15,7 +15,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from shared.envelope import Record
+from shared.envelope import Record, UnreadableRecord, from_record
+from shared.events import Event
 
 SIGNATURE_HEADER = "points-signature"
 KEY_ID_HEADER = "points-key-id"
@@ -91,3 +92,14 @@ class Keyring:
         if isinstance(document, str):
             document = json.loads(document)
         return cls({k["kid"]: _unb64(k["x"]) for k in document["keys"] if k.get("crv") == "Ed25519"})
+
+
+# Why a record is not trusted: not signed by our keys, or not one of our events.
+UNTRUSTED = (BadSignature, UnreadableRecord)
+
+
+def open_trusted(keyring: Keyring, key: bytes | None, value: bytes | None, headers) -> Event:
+    """The event a record carries, once our keys' signature on it checks and it reads as one of our
+    events; raises one of UNTRUSTED otherwise (for the caller to set the record aside)."""
+    keyring.verify(key, value, headers)
+    return from_record(key, value, headers)

@@ -35,9 +35,9 @@ from shared import topics
 from shared.changelog import read_to_end
 from shared.consuming import FETCH_MAX_WAIT_MS, fill
 from shared.deadletter import dead_letter
-from shared.envelope import UnreadableRecord, from_record, to_record
+from shared.envelope import to_record
 from shared.events import Event, utcnow
-from shared.signing import BadSignature, Keyring, Signer
+from shared.signing import UNTRUSTED, Keyring, Signer, open_trusted
 
 log = logging.getLogger("points.transactional")
 State = TypeVar("State")
@@ -386,9 +386,8 @@ class TransactionalWorker(ABC, Generic[State]):
         """The record if our keys signed it and it is one of ours; otherwise why not, after setting it
         aside (inside the open transaction, so it is dead-lettered exactly when the batch commits)."""
         try:
-            self.keyring.verify(message.key, message.value, message.headers)
-            return from_record(message.key, message.value, message.headers), None
-        except (BadSignature, UnreadableRecord) as exc:
+            return open_trusted(self.keyring, message.key, message.value, message.headers), None
+        except UNTRUSTED as exc:
             await self.dead_letter(tp, message, str(exc))
             return None, exc
 

@@ -1,4 +1,4 @@
-"""Bootstrap of the gateway: wires the real adapters unless a test passes its own."""
+"""Bootstrap of the gateway: settings in, the real adapters wired at start-up, the routers mounted."""
 from __future__ import annotations
 
 import asyncio

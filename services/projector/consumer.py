@@ -17,8 +17,7 @@ from services.projector.projection import Position, project
 from services.projector.set_aside import SetAside
 from shared import topics
 from shared.consuming import FETCH_MAX_WAIT_MS, fill
-from shared.envelope import UnreadableRecord, from_record
-from shared.signing import BadSignature, Keyring
+from shared.signing import UNTRUSTED, Keyring, open_trusted
 
 log = logging.getLogger("points.projector")
 
@@ -120,9 +119,8 @@ class Projector:
         for tp, messages in batches.items():
             for message in messages:
                 try:
-                    self.keyring.verify(message.key, message.value, message.headers)
-                    event = from_record(message.key, message.value, message.headers)
-                except (BadSignature, UnreadableRecord) as exc:
+                    event = open_trusted(self.keyring, message.key, message.value, message.headers)
+                except UNTRUSTED as exc:
                     await self._put_aside(tp, message, str(exc), suspicious=False)
                     continue
                 row = project(event, Position(tp.topic, tp.partition, message.offset))

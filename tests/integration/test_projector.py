@@ -170,3 +170,62 @@ async def test_a_submission_never_overrides_its_decision_whichever_topic_is_read
     row = await db.fetchrow("SELECT validation_status, trust_score, source_topic FROM points_events WHERE id = $1",
                             decided.event_id)
     assert (row["validation_status"], row["trust_score"], row["source_topic"]) == ("validated", 90, "ledger")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_the_redeemers_balance_and_the_read_models_agree_on_the_same_log(schema, seed):
+    """The balance is defined twice: by the redeemer's account (services/redeemer/account.py) and by
+    the SQL that refreshes the cache from the ledger rows. One random log of credits, re-decisions,
+    redemptions, refunds and clawbacks goes through both; they must end equal, user by user."""
+    import random
+    from datetime import timedelta
+
+    from services.redeemer.account import Account
+    from shared.commands import ClawBack, RedeemCoupon, RevokeCoupon
+    from shared.coupon_codes import CouponKeys
+    from shared.events import CouponIssued
+
+    rng, keys = random.Random(seed), CouponKeys(b"k" * 32, ("k1", b"s" * 32))
+    users = [new_user() for _ in range(3)]
+    accounts = {user: Account() for user in users}
+    credits: dict[str, list[EventDecided]] = {user: [] for user in users}
+    coupons: dict[str, list[uuid.UUID]] = {user: [] for user in users}
+    log: list[EventDecided] = []
+    now = datetime.now(timezone.utc)
+    for step in range(120):
+        user, now = rng.choice(users), now + timedelta(minutes=rng.randint(1, 90))
+        account, roll = accounts[user], rng.random()
+        held = [c for c in credits[user] if c.validation_status == "pending_review"]
+        if roll < 0.35:
+            record = decision(user, rng.randint(1, 400), rng.choice(["validated", "validated", "pending_review"]))
+            credits[user].append(record)
+        elif roll < 0.5 and held:  # a review's verdict replaces the held decision of the same event
+            earlier = rng.choice(held)
+            record = earlier.model_copy(update={"validation_status": rng.choice(["validated", "rejected"])})
+            credits[user][credits[user].index(earlier)] = record
+        else:
+            command_id, common = uuid.uuid4(), {"user_id": user, "issued_at": now}
+            if roll < 0.8:
+                command = RedeemCoupon(command_id=command_id, template_id=uuid.uuid4(),
+                                       points_cost=rng.randint(1, 300), valid_days=30, **common)
+            elif roll < 0.9 and coupons[user]:
+                command = RevokeCoupon(command_id=command_id, coupon_id=rng.choice(coupons[user]), admin="a",
+                                       refund=rng.random() < 0.7, **common)
+            else:
+                command = ClawBack(command_id=command_id, admin="a", reason="test", points=rng.randint(1, 200),
+                                   **common)
+            produced, _ = account.handle(command, keys, now)
+            coupons[user] += [e.coupon_id for e in produced if isinstance(e, CouponIssued)]
+            log += [e for e in produced if isinstance(e, EventDecided)]
+            continue
+        account.apply_ledger(record)
+        log.append(record)
+
+    group = f"test-balances-{seed}"
+    for offset, record in enumerate(log):  # the ledger as the projector reads it, one record at a time
+        await store.apply_batch(schema, group, [project(record, Position("ledger", 0, offset))],
+                                {("ledger", 0): offset + 1})
+
+    assert any(account.balance for account in accounts.values())
+    for user in users:
+        assert await balance(schema, user) == accounts[user].balance, user
