@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from shared.coupon_codes import coupon_keys_from
+from shared.signing import keyring_from, signer_from
 from uuid import UUID
 
 from services.ingest import templates
@@ -27,16 +29,16 @@ async def gateway_ports(settings: Settings, *, answers: bool = False) -> AsyncIt
     """The gateway's adapters, for one command: a pool, a publisher and, when a command needs the
     redeemer's answer, a reply reader."""
     pool = await create_pool(settings.dsn, min_size=1, max_size=2)
-    publisher = KafkaPublisher(settings.kafka_bootstrap_servers, settings.signer(), settings.publish_timeout_seconds)
+    publisher = KafkaPublisher(settings.kafka_bootstrap_servers, signer_from(settings), settings.publish_timeout_seconds)
     # Made only when needed: a reader that is never started would be left unclosed at exit.
-    replies = ReplyWaiter(settings.kafka_bootstrap_servers, settings.keyring()) if answers else None
+    replies = ReplyWaiter(settings.kafka_bootstrap_servers, keyring_from(settings)) if answers else None
     try:
         await publisher.start()
         if replies is not None:
             await replies.start()
         # No command here submits an event, so nothing is ever marked published.
         yield Ports(pool=pool, publisher=publisher, marks=PublishedMarks(pool), replies=replies, settings=settings,
-                    keys=settings.coupon_keys())
+                    keys=coupon_keys_from(settings))
     finally:
         if replies is not None and replies.started:
             await replies.stop()

@@ -13,7 +13,7 @@ import httpx
 from deploy.launchers.kafka import KafkaLauncher
 from deploy.launchers.postgres import PostgresLauncher
 from deploy.launchers.process import ManagedProcess, wait_until
-from services.projector.schema import apply_migrations
+from shared.schema import apply_migrations
 from shared.topic_admin import Layout, ensure_topics
 from shared.settings import REPO_ROOT, SHAPE_FILE, Settings, recorded_shape
 

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+from typing import TYPE_CHECKING
 from uuid import UUID
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_BITS = 80
@@ -53,3 +58,11 @@ class CouponKeys:
     def candidate_hashes(self, code: str) -> list[str]:
         """The code's hash under every secret still accepted, for looking a presented code up."""
         return [code_hash(code, secret) for secret in self._all.values()]
+
+
+def coupon_keys_from(settings: "Settings") -> CouponKeys:
+    """The code key and the hashing secrets, current and rotated out, from this process's settings."""
+    previous = json.loads(settings.coupon_previous_secrets.get_secret_value()) if settings.coupon_previous_secrets else {}
+    return CouponKeys(settings.coupon_code_key.get_secret_value().encode(),
+                      (settings.coupon_secret_id, settings.coupon_secret.get_secret_value().encode()),
+                      {kid: secret.encode() for kid, secret in previous.items()})

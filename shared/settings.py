@@ -4,14 +4,11 @@ from __future__ import annotations
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-if TYPE_CHECKING:
-    from shared.coupon_codes import CouponKeys
-    from shared.signing import Keyring, Signer
 
 # Known-public values: fine on a laptop, refused anywhere else.
 DEV_JWT_SECRET = "dev-only-points-jwt-secret-change-me-0123456789"
@@ -20,7 +17,7 @@ DEV_COUPON_CODE_KEY = "dev-only-points-coupon-code-key-change-me-0123456789"
 DEV_CLIENT_IP_KEY = "dev-only-points-client-ip-key-change-me-0123456789"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# The PostgreSQL role each service logs in as (services/projector/migrations/0011.service-roles.sql).
+# The PostgreSQL role each service logs in as (shared/migrations/0011.service-roles.sql).
 SERVICE_ROLES = {"projector": "points_projector", "ingest": "points_gateway"}
 # HS256 and HMAC keys shorter than their hash's output can be searched offline.
 MIN_SECRET_LENGTH = 32
@@ -290,30 +287,6 @@ class Settings(BaseSettings):
             "projector": f"http://127.0.0.1:{self.projector_port}/metrics",
             "redeemer": f"http://127.0.0.1:{self.redeemer_port}/metrics",
         }
-
-    def signer(self) -> "Signer":
-        import base64
-
-        from shared.signing import DEV_SIGNING_SEED, Signer
-
-        seed = base64.b64decode(self.signing_key.get_secret_value()) if self.signing_key else DEV_SIGNING_SEED
-        return Signer.from_seed(self.signing_key_id, seed)
-
-    def coupon_keys(self) -> "CouponKeys":
-        import json
-
-        from shared.coupon_codes import CouponKeys
-
-        previous = json.loads(self.coupon_previous_secrets.get_secret_value()) if self.coupon_previous_secrets else {}
-        return CouponKeys(self.coupon_code_key.get_secret_value().encode(),
-                          (self.coupon_secret_id, self.coupon_secret.get_secret_value().encode()),
-                          {kid: secret.encode() for kid, secret in previous.items()})
-
-    def keyring(self) -> "Keyring":
-        from shared.signing import Keyring
-
-        previous = Keyring.from_jwks(self.signing_previous_keys).keys if self.signing_previous_keys else {}
-        return Keyring({**previous, self.signing_key_id: self.signer().public_bytes()})
 
     @property
     def uses_dev_jwt_secret(self) -> bool:

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -17,6 +18,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from shared.envelope import Record, UnreadableRecord, from_record
 from shared.events import Event
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 SIGNATURE_HEADER = "points-signature"
 KEY_ID_HEADER = "points-key-id"
@@ -103,3 +107,16 @@ def open_trusted(keyring: Keyring, key: bytes | None, value: bytes | None, heade
     events; raises one of UNTRUSTED otherwise (for the caller to set the record aside)."""
     keyring.verify(key, value, headers)
     return from_record(key, value, headers)
+
+
+def signer_from(settings: "Settings") -> Signer:
+    """This process's signing key, from its settings (the published dev key when none is set, which
+    production refuses)."""
+    seed = base64.b64decode(settings.signing_key.get_secret_value()) if settings.signing_key else DEV_SIGNING_SEED
+    return Signer.from_seed(settings.signing_key_id, seed)
+
+
+def keyring_from(settings: "Settings") -> Keyring:
+    """The public keys this process trusts: its own and those rotated out (POINTS_SIGNING_PREVIOUS_KEYS)."""
+    previous = Keyring.from_jwks(settings.signing_previous_keys).keys if settings.signing_previous_keys else {}
+    return Keyring({**previous, settings.signing_key_id: signer_from(settings).public_bytes()})

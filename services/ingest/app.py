@@ -24,10 +24,12 @@ from services.ingest.publisher import KafkaPublisher
 from services.ingest.replies import ReplyWaiter
 from services.ingest.routers import admin, attestation, console, coupons, events, health, me, review, stats
 from shared import topics
+from shared.coupon_codes import coupon_keys_from
 from shared.db import alone, create_pool
 from shared.ops_http import start_ops_server
 from shared.events import utcnow
 from shared.settings import Settings, get_settings
+from shared.signing import keyring_from, signer_from
 
 
 log = logging.getLogger("points.ingest")
@@ -92,10 +94,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                            reset=False)
         app.state.marks = claims.PublishedMarks(app.state.pool)
         app.state.marks.start()
-        app.state.publisher = KafkaPublisher(settings.kafka_bootstrap_servers, settings.signer(),
+        app.state.publisher = KafkaPublisher(settings.kafka_bootstrap_servers, signer_from(settings),
                                              settings.publish_timeout_seconds)
         await app.state.publisher.start()
-        app.state.replies = ReplyWaiter(settings.kafka_bootstrap_servers, settings.keyring())
+        app.state.replies = ReplyWaiter(settings.kafka_bootstrap_servers, keyring_from(settings))
         await app.state.replies.start()
         app.state.flags = FlagCache(app.state.pool, settings.flags_refresh_seconds)
         await app.state.flags.refresh()
@@ -134,7 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)
-    app.state.coupon_keys = settings.coupon_keys()
+    app.state.coupon_keys = coupon_keys_from(settings)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(RequestMetrics)  # added last, so it is outermost and also counts the 413s
     problems.install(app)

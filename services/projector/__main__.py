@@ -14,6 +14,7 @@ from shared.lifecycle import run_until_stopped
 from shared.db import create_pool
 from shared.ops_http import start_ops_server
 from shared.settings import get_settings
+from shared.signing import keyring_from, signer_from
 
 log = logging.getLogger("points.projector")
 
@@ -22,8 +23,8 @@ async def main() -> None:
     settings = get_settings()
     # The schema is the owner's to change (`points up` / `points init` migrate); this role only writes rows.
     pool = await create_pool(settings.service_dsn("projector"), min_size=1, max_size=4)
-    projector = Projector(settings.kafka_bootstrap_servers, pool, settings.keyring(),
-                          set_aside=SetAside(settings.kafka_bootstrap_servers, settings.signer()))
+    projector = Projector(settings.kafka_bootstrap_servers, pool, keyring_from(settings),
+                          set_aside=SetAside(settings.kafka_bootstrap_servers, signer_from(settings)))
     await projector.start()
     ops = await start_ops_server(settings.ops_host, settings.projector_port, ready=lambda: projector.running)
     checks = asyncio.create_task(health.keep_measuring(pool, settings.health_check_seconds))

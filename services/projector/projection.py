@@ -12,8 +12,12 @@ from shared.events import (CommandAnswered, CouponIssued, CouponRevoked, CouponU
 class Columns:
     """A row whose fields, in declaration order, are the columns the store's statements list."""
 
+    @classmethod
+    def columns(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls) if f.metadata.get("column", True))
+
     def as_tuple(self) -> tuple:
-        return tuple(getattr(self, f.name) for f in fields(self) if f.metadata.get("column", True))
+        return tuple(getattr(self, name) for name in self.columns())
 
 
 @dataclass(frozen=True)

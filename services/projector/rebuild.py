@@ -14,9 +14,10 @@ from datetime import datetime, timezone
 import asyncpg
 
 from services.projector.consumer import GROUP, Projector
-from services.projector.schema import apply_migrations
+from shared.schema import apply_migrations
 from shared.db import create_pool
 from shared.settings import Settings
+from shared.signing import keyring_from
 
 # Each projected table, its key, and the columns that record when a row was written rather than
 # what the log says (so they differ between a live row and its rebuilt twin by design).
@@ -104,7 +105,7 @@ async def replay_into(settings: Settings, schema: str, until: dict[tuple[str, in
     """
     pool = await create_pool(settings.dsn, schema=schema, min_size=1, max_size=2)
     kwargs = {"subscribed": topics} if topics else {}
-    projector = Projector(settings.kafka_bootstrap_servers, pool, settings.keyring(), group=f"points-{schema}",
+    projector = Projector(settings.kafka_bootstrap_servers, pool, keyring_from(settings), group=f"points-{schema}",
                           **kwargs)
     await projector.start()
     runner = asyncio.create_task(projector.run())

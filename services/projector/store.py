@@ -5,20 +5,21 @@ from collections.abc import Iterable
 
 import asyncpg
 
-from services.projector.projection import AnswerRow, CouponIssuedRow, CouponStatusRow, EventRow, InsightRow, Row
+from services.projector.projection import (AnswerRow, Columns, CouponIssuedRow, CouponStatusRow, EventRow, InsightRow,
+                                           Row)
 
-_COLUMNS = (
-    "id, user_id, event_type, event_time, points_delta, proof_type, validation_status, trust_score, "
-    "reasons, rule_set, validated_by, decided_at, related_entity_type, related_entity_id, "
-    "source_topic, source_partition, source_offset, review_note"
-)
-_VALUES = ", ".join(f"${i}" for i in range(1, 19))
+def _insert(table: str, row_class: type[Columns]) -> str:
+    """INSERT of every column the row class declares, in its order (the values of `as_tuple`)."""
+    columns = row_class.columns()
+    return (f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join(f'${i}' for i in range(1, len(columns) + 1))})")
 
-_INSERT_IF_ABSENT = f"INSERT INTO points_events ({_COLUMNS}) VALUES ({_VALUES}) ON CONFLICT (id) DO NOTHING"
-_UPSERT = (
-    f"INSERT INTO points_events ({_COLUMNS}) VALUES ({_VALUES}) ON CONFLICT (id) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS.split(", ")[1:])
-)
+
+_INSERT_IF_ABSENT = f"{_insert('points_events', EventRow)} ON CONFLICT (id) DO NOTHING"
+_UPSERT = (f"{_insert('points_events', EventRow)} ON CONFLICT (id) DO UPDATE SET "
+           + ", ".join(f"{c} = EXCLUDED.{c}" for c in EventRow.columns() if c != "id"))
+_INSERT_INSIGHTS = f"{_insert('fraud_insights', InsightRow)} ON CONFLICT (id) DO NOTHING"
+_INSERT_ANSWERS = f"{_insert('command_answers', AnswerRow)} ON CONFLICT (command_id) DO NOTHING"
 
 
 async def load_offsets(pool: asyncpg.Pool, group: str) -> dict[tuple[str, int], int]:
@@ -61,9 +62,7 @@ async def apply_batch(
         if decisions:
             await conn.executemany(_UPSERT, decisions)
         if insights:
-            await conn.executemany(
-                "INSERT INTO fraud_insights (id, user_id, event_id, insight_type, severity, score, evidence, "
-                "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING", insights)
+            await conn.executemany(_INSERT_INSIGHTS, insights)
         issued = [r.as_tuple() for r in rows if isinstance(r, CouponIssuedRow)]
         if issued:
             await conn.executemany(
@@ -77,9 +76,7 @@ async def apply_batch(
                 row.coupon_id, row.status, row.actor, row.at)
         answers = [r.as_tuple() for r in rows if isinstance(r, AnswerRow)]
         if answers:
-            await conn.executemany(
-                "INSERT INTO command_answers (command_id, user_id, command, outcome, detail, answered_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (command_id) DO NOTHING", answers)
+            await conn.executemany(_INSERT_ANSWERS, answers)
         users = sorted({r.user_id for r in events})
         if users:
             await conn.execute("SELECT refresh_user_points_cache(u) FROM unnest($1::text[]) AS u", users)

@@ -8,6 +8,7 @@ from services.validator.signals import rule_set
 from shared import logs, topics
 from shared.lifecycle import serve
 from shared.settings import get_settings
+from shared.signing import keyring_from, signer_from
 from shared.topic_admin import wait_for_topics
 
 
@@ -16,7 +17,7 @@ async def main() -> None:
     await wait_for_topics(settings.kafka_bootstrap_servers, [
         topics.SUBMITTED, topics.REVIEWS, topics.LEDGER, topics.FRAUD, topics.DEAD_LETTER, topics.VALIDATOR_STATE,
         topics.VALIDATOR_SIGHTINGS])
-    validator = Validator(settings.kafka_bootstrap_servers, signer=settings.signer(), keyring=settings.keyring(),
+    validator = Validator(settings.kafka_bootstrap_servers, signer=signer_from(settings), keyring=keyring_from(settings),
                           rules=rule_set(settings))
     await serve(validator, settings.ops_host, settings.validator_port)
 

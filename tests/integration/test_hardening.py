@@ -15,6 +15,7 @@ from shared import topics
 from shared.envelope import to_record
 from shared.events import EventDecided, utcnow
 from shared.settings import REPO_ROOT
+from shared.signing import signer_from
 from tests.helpers import eventually, habit_event, held_event, new_user, one_coupon_customer, produce
 
 pytestmark = pytest.mark.integration
@@ -134,7 +135,7 @@ async def test_a_balance_beyond_32_bits_is_projected_not_refused(settings, db, g
     credit = EventDecided(event_id=uuid.uuid4(), user_id=user, event_type="admin_award", event_time=now,
                           points_delta=3_000_000_000, proof_type="manual_admin", validation_status="validated",
                           trust_score=100, reasons=("migration",), rule_set="admin", validated_by="ops", decided_at=now)
-    await produce(settings, [(topics.LEDGER, settings.signer().sign(to_record(credit, key=user, source="/x")))])
+    await produce(settings, [(topics.LEDGER, signer_from(settings).sign(to_record(credit, key=user, source="/x")))])
 
     async def balance():
         return (await gateway.get("/v1/me/points", headers=token(user))).json()["available_points"]

@@ -15,6 +15,7 @@ import pytest
 from shared import topics
 from shared.envelope import to_record
 from shared.events import EventDecided, utcnow
+from shared.signing import signer_from
 from tests.helpers import decided_event, eventually, habit_event, new_user, produce, skip_unless_the_stack_runs
 
 pytestmark = pytest.mark.integration
@@ -34,9 +35,9 @@ def points(*args) -> subprocess.CompletedProcess:
 
 async def test_a_record_postgresql_cannot_store_is_set_aside_and_the_partition_moves_on(settings, db):
     user = new_user()
-    poison = settings.signer().sign(to_record(decision(user, reasons=("bad\x00byte",)), key=user, source="/x"))
+    poison = signer_from(settings).sign(to_record(decision(user, reasons=("bad\x00byte",)), key=user, source="/x"))
     healthy = decision(user)
-    good = settings.signer().sign(to_record(healthy, key=user, source="/x"))
+    good = signer_from(settings).sign(to_record(healthy, key=user, source="/x"))
     await produce(settings, [(topics.LEDGER, r) for r in (poison, good)])
 
     async def applied():
@@ -73,7 +74,7 @@ async def test_an_unstorable_record_on_the_log_is_set_aside_as_an_attack_and_the
     poison = decision(huge)
     healthy_user = new_user()
     healthy = decision(healthy_user)
-    signer = settings.signer()
+    signer = signer_from(settings)
     records = [signer.sign(to_record(event, key=user, source="/x")) for event, user in ((poison, huge),
                                                                                      (healthy, healthy_user))]
     # Both on one partition, the poison first: the healthy record must not wait behind it.
@@ -114,7 +115,7 @@ async def test_a_database_outage_is_waited_out_without_skipping_a_record(stack, 
     before = projector.pid()
     user = new_user()
     during = decision(user)
-    record = settings.signer().sign(to_record(during, key=user, source="/x"))
+    record = signer_from(settings).sign(to_record(during, key=user, source="/x"))
     await asyncio.to_thread(stack.postgres.stop)
     try:
         await produce(settings, [(topics.LEDGER, record)])
@@ -174,7 +175,8 @@ async def test_a_dead_letter_replayed_after_the_fix_is_applied(stack, settings, 
     finally:
         trusting.stop()
         await asyncio.to_thread(stack.up, echo=lambda _: None)
-        # The stack's own configuration does not trust that key: a rebuild would (rightly) leave the
-        # row out, so the row this test made is taken out of the live tables too.
+        # Restoring what this test changed: the stack's own configuration does not trust that key, so
+        # a rebuild from the log (rightly) leaves the row out; the live tables lose it too, as they
+        # would have had the key never been rotated in.
         await db.execute("DELETE FROM points_events WHERE id = $1", healthy.event_id)
         await db.execute("DELETE FROM user_points_cache WHERE user_id = $1", user)

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from services.ingest.submission import accept
+from shared.signing import signer_from
 from tests.helpers import decided_event, eventually, habit_event, new_user, spaced
 
 pytestmark = pytest.mark.integration
@@ -132,7 +133,7 @@ async def test_a_submission_delivered_twice_to_kafka_is_decided_once(gateway, to
                    event_time=datetime.fromisoformat(body["event_time"].replace("Z", "+00:00")),
                    nonce=body["nonce"], payload=body["payload"], device_id=None, proof_type="none",
                    now=datetime.now(timezone.utc))
-    publisher = KafkaPublisher(settings.kafka_bootstrap_servers, settings.signer())
+    publisher = KafkaPublisher(settings.kafka_bootstrap_servers, signer_from(settings))
     await publisher.start()
     try:
         await publisher.publish(topics.SUBMITTED, event, key=user)

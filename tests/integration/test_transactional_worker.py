@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared import transactional
+from shared.signing import keyring_from, signer_from
 from shared.transactional import TransactionalWorker
 from tests.helpers import eventually
 
@@ -89,7 +90,7 @@ async def test_a_partition_a_stale_owner_fenced_is_taken_back_and_each_record_ha
     monkeypatch.setattr(transactional, "FENCED_GRACE_SECONDS", 1.0)
     Copier = copier_class(copier_topics)
     bootstrap = settings.kafka_bootstrap_servers
-    worker = Copier(bootstrap, signer=settings.signer(), keyring=settings.keyring())
+    worker = Copier(bootstrap, signer=signer_from(settings), keyring=keyring_from(settings))
     await worker.start()
     running = asyncio.create_task(worker.run())
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
@@ -104,7 +105,7 @@ async def test_a_partition_a_stale_owner_fenced_is_taken_back_and_each_record_ha
 
         # An instance that believes it still owns partition 0 (paused through a rebalance, say)
         # starts its producer: the worker's next transaction on that partition is refused.
-        stale = Copier(bootstrap, signer=settings.signer(), keyring=settings.keyring())
+        stale = Copier(bootstrap, signer=signer_from(settings), keyring=keyring_from(settings))
         await stale.take_over({0}, rewind=False)
         await stale.release({0})
         await producer.send_and_wait(copier_topics["input"], b"two", key=b"k", partition=0)

@@ -7,6 +7,7 @@ from pydantic import BaseModel
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.ingest import readmodels
+from shared.signing import keyring_from
 
 router = APIRouter(tags=["operations"])
 
@@ -40,7 +41,7 @@ async def readyz(request: Request) -> JSONResponse:
     "type": "object", "required": ["keys"], "properties": {"keys": {"type": "array", "items": {"type": "object"}}}}}}}})
 async def signing_keys(request: Request) -> JSONResponse:
     """The Ed25519 public keys (JWK set) that verify the records this system publishes."""
-    return JSONResponse(request.app.state.settings.keyring().jwks(),
+    return JSONResponse(keyring_from(request.app.state.settings).jwks(),
                         headers={"Cache-Control": "public, max-age=300"})
 
 

@@ -1,4 +1,14 @@
-"""Applies the versioned SQL migrations in ./migrations with yoyo."""
+"""The one database's schema: the versioned SQL migrations in ./migrations, applied with yoyo by
+`points up` / `points init` (as the owner) and by the projector's rebuild into a schema of its own.
+
+The services share one database, so its history is one ordered list, kept here rather than with
+either service. Who owns what (writes it; the other only reads it, if at all):
+- the projector: points_events, user_points_cache, coupons, fraud_insights, command_answers,
+  projector_offsets (the read models, rebuilt from the log);
+- the gateway (ingest): used_nonces, idempotency_keys, feature_flags and feature_flag_changes,
+  coupon_templates, device_keys, attestation_challenges, merchant_failed_attempts;
+- 0002 and 0011 (row-level security, the services' roles) span both.
+"""
 from __future__ import annotations
 
 from pathlib import Path
