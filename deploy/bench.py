@@ -28,6 +28,7 @@ import httpx
 import psutil
 
 from services.ingest.auth import mint_dev_token
+from services.validator.signals import rule_set
 from shared.db import create_pool
 from shared.guide_queries import BALANCE_DISCREPANCIES
 from shared.settings import Settings
@@ -199,7 +200,7 @@ async def serial_timings(settings: Settings, samples: int, step: Callable[[int],
                 await asyncio.sleep(0.005)
             decide.append(time.perf_counter() - started)
             step(1)
-            await asyncio.sleep(max(0.0, settings.min_event_spacing_seconds + 0.05 - (time.perf_counter() - started)))
+            await asyncio.sleep(max(0.0, rule_set(settings).min_spacing_seconds + 0.05 - (time.perf_counter() - started)))
     return [Timings("GET /healthz", health), Timings("POST /v1/events (answered 202)", submit),
             Timings("POST /v1/events until the decision is readable", decide)]
 

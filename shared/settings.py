@@ -176,10 +176,11 @@ class Settings(BaseSettings):
     topic_min_insync_replicas: int | None = Field(None, alias="POINTS_TOPIC_MIN_INSYNC_REPLICAS", ge=1)
     state_dir: Path = Field(REPO_ROOT / ".state", alias="POINTS_STATE_DIR")
 
-    # The seed's defaults; see services/validator/rules.py for how they are used.
-    validated_min_score: int = Field(60, alias="POINTS_VALIDATED_MIN_SCORE")
-    review_min_score: int = Field(30, alias="POINTS_REVIEW_MIN_SCORE")
-    min_event_spacing_seconds: float = Field(1.0, alias="POINTS_MIN_EVENT_SPACING_SECONDS")
+    # The guide's thresholds, when a deployment sets them; unset, the rule set's own defaults apply
+    # (services/validator/signals.RuleSet: validated from 60, review from 30, 1 s between events).
+    validated_min_score: int | None = Field(None, alias="POINTS_VALIDATED_MIN_SCORE")
+    review_min_score: int | None = Field(None, alias="POINTS_REVIEW_MIN_SCORE")
+    min_event_spacing_seconds: float | None = Field(None, alias="POINTS_MIN_EVENT_SPACING_SECONDS")
     # JSON object overriding any weight or threshold of services/validator/signals.RuleSet.
     trust_rules: str | None = Field(None, alias="POINTS_TRUST_RULES")
     # Off by default: behind a proxy every client would share the proxy's address.

@@ -52,9 +52,10 @@ class RuleSet:
 def rule_set(settings) -> RuleSet:
     """The configured rules. Values that differ from the release's defaults get a version of their
     own, so every decision names the exact rules that made it."""
+    named = {"validated_min": settings.validated_min_score, "review_min": settings.review_min_score,
+             "min_spacing_seconds": settings.min_event_spacing_seconds}
     overrides = json.loads(settings.trust_rules) if settings.trust_rules else {}
-    configured = RuleSet(**{"validated_min": settings.validated_min_score, "review_min": settings.review_min_score,
-                            "min_spacing_seconds": settings.min_event_spacing_seconds, **overrides})
+    configured = RuleSet(**{**{k: v for k, v in named.items() if v is not None}, **overrides})
     default = RuleSet(version=configured.version)
     if configured == default:
         return configured

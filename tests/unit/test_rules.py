@@ -76,3 +76,18 @@ def test_the_same_inputs_always_give_the_same_decision():
     # Whole records, insight ids included: a batch retried after an abort raises no second insight.
     assert first == again and first.insights
     assert first.decision.decided_at == T0
+
+
+def test_a_threshold_set_to_its_default_keeps_the_version_and_another_value_gets_its_own(monkeypatch):
+    from services.validator.signals import rule_set
+    from shared.settings import Settings
+
+    monkeypatch.setenv("POINTS_ENV", "test")
+    assert rule_set(Settings()).version == RuleSet().version
+    monkeypatch.setenv("POINTS_VALIDATED_MIN_SCORE", str(RuleSet().validated_min))
+    assert rule_set(Settings()) == RuleSet()
+    monkeypatch.setenv("POINTS_VALIDATED_MIN_SCORE", "75")
+    stricter = rule_set(Settings())
+    assert stricter.validated_min == 75 and stricter.version.startswith(f"{RuleSet().version}+")
+    monkeypatch.setenv("POINTS_TRUST_RULES", '{"validated_min": 60}')  # the JSON wins, back to the defaults
+    assert rule_set(Settings()) == RuleSet()
