@@ -237,6 +237,31 @@ def admin_award(
                                                   reason=reason, key=key)))
 
 
+@admin_app.command("clawback")
+def admin_clawback(
+    operator: Operator,
+    user: Annotated[str, typer.Option("--user", help="The user to take points back from.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why: recorded with the clawback record.")],
+    points: Annotated[int | None, typer.Option("--points", help="An amount to take back.")] = None,
+    event: Annotated[list[str] | None, typer.Option("--event", help="A validated event whose credit to take back "
+                                                                     "(repeatable); instead of --points.")] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Idempotency key; by default the same clawback typed "
+                                                          "twice is taken once.")] = None,
+) -> None:
+    """Take points back after the fact (the guide's Partial Rollback for credited fraud): a clawback record
+    naming the operator; never below zero, the rest recorded as owed."""
+    from uuid import UUID
+
+    from deploy import operators
+
+    try:
+        events = [UUID(e) for e in event] if event else None
+    except ValueError as exc:
+        raise typer.BadParameter("not an event id (UUID)", param_hint="--event") from exc
+    _done(*_run_refusals(lambda: operators.claw_back(get_settings(), operator=operator, user_id=user, points=points,
+                                                      event_ids=events, reason=reason, key=key)))
+
+
 @admin_app.command("revoke")
 def admin_revoke(
     operator: Operator,

@@ -18,7 +18,7 @@ from services.ingest.commands.base import Reply
 from services.ingest.ports import Ports
 from services.ingest.publisher import KafkaPublisher
 from services.ingest.replies import ReplyWaiter
-from services.ingest.routers.admin import AwardRequest
+from services.ingest.routers.admin import AwardRequest, ClawbackRequest
 from shared.db import create_pool
 from shared.events import utcnow
 from shared.settings import Settings
@@ -46,9 +46,13 @@ async def gateway_ports(settings: Settings, *, answers: bool = False) -> AsyncIt
         await pool.close()
 
 
+def command_key(*said: object) -> str:
+    """The same command typed twice is one command: its Idempotency-Key follows from what it says."""
+    return "cli-" + hashlib.sha256("\x00".join(map(str, said)).encode()).hexdigest()[:40]
+
+
 def award_key(operator: str, user_id: str, points: int, reason: str) -> str:
-    """The same award typed twice is one award: its Idempotency-Key follows from what it says."""
-    return "cli-" + hashlib.sha256(f"{operator}\x00{user_id}\x00{points}\x00{reason}".encode()).hexdigest()[:40]
+    return command_key(operator, user_id, points, reason)
 
 
 async def award(settings: Settings, *, operator: str, user_id: str, points: int, reason: str,
@@ -58,6 +62,16 @@ async def award(settings: Settings, *, operator: str, user_id: str, points: int,
         return await point_commands.award(ports, admin=operator, user_id=checked.user_id, points=checked.points,
                                           reason=checked.reason,
                                           key=key or award_key(operator, user_id, points, reason), now=utcnow())
+
+
+async def claw_back(settings: Settings, *, operator: str, user_id: str, points: int | None,
+                    event_ids: list[UUID] | None, reason: str, key: str | None = None) -> Reply:
+    checked = ClawbackRequest(points=points, event_ids=event_ids, reason=reason)  # the API's own limits
+    async with gateway_ports(settings, answers=True) as ports:
+        return await point_commands.claw_back(
+            ports, admin=operator, user_id=user_id, points=checked.points, event_ids=checked.event_ids,
+            reason=checked.reason, now=utcnow(),
+            key=key or command_key("clawback", operator, user_id, points, sorted(map(str, event_ids or [])), reason))
 
 
 async def revoke(settings: Settings, *, operator: str, coupon_id: UUID, refund: bool) -> Reply:

@@ -43,6 +43,37 @@ async def test_an_award_from_the_command_line_lands_in_the_ledger_naming_the_ope
     assert dict(row) == {"event_type": "admin_award", "validated_by": OPERATOR, "validation_status": "validated"}
 
 
+async def test_a_clawback_from_the_command_line_takes_back_a_credited_event_once_naming_the_operator(
+        gateway, token, db):
+    user = new_user()
+    headers = token(user)
+    award = await asyncio.to_thread(points_admin, "award", "--user", user, "--points", "300", "--reason", "promo")
+    fraud = award[1]["event_id"]
+
+    async def credited():
+        return (await gateway.get("/v1/me/points", headers=headers)).json()["available_points"] == 300
+
+    await eventually(credited)
+    first = await asyncio.to_thread(points_admin, "clawback", "--user", user, "--event", fraud,
+                                    "--reason", "promo abuse found later")
+    again = await asyncio.to_thread(points_admin, "clawback", "--user", user, "--event", fraud,
+                                    "--reason", "promo abuse found later")
+
+    assert first[0] == 0 and first[1] == again[1]  # typed twice, taken once
+    assert (first[1]["recovered_points"], first[1]["reversed_event_ids"]) == (300, [fraud])
+    assert first[1]["validated_by"] == OPERATOR
+
+    async def taken_back():
+        return (await gateway.get("/v1/me/points", headers=headers)).json()["available_points"] == 0
+
+    await eventually(taken_back)
+    row = await db.fetchrow("SELECT event_type, points_delta, validated_by FROM points_events WHERE id = $1",
+                            uuid.UUID(first[1]["event_id"]))
+    assert dict(row) == {"event_type": "clawback", "points_delta": -300, "validated_by": OPERATOR}
+    neither = await asyncio.to_thread(points_admin, "clawback", "--user", user, "--reason", "no measure")
+    assert neither[0] == 1 and neither[1]["http_status"] == 422
+
+
 async def test_an_award_the_api_would_refuse_is_refused_here_too(gateway):
     status, body = await asyncio.to_thread(points_admin, "award", "--user", new_user(), "--points", "0",
                                            "--reason", "nothing")
