@@ -461,6 +461,51 @@ def bench(
 
 
 @app.command()
+def backup(
+    output: Annotated[str | None, typer.Option("--output", help="A new folder for the backup; by default "
+                                                                 "points-backup-<UTC time> here.")] = None,
+) -> None:
+    """Back the system up: each broker's log directory (topics, consumer offsets, transactions) and a
+    pg_dump of the database, taken with the services stopped for a consistent cut; they start again
+    after (docs/operations.md)."""
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from deploy.backup import BackupRefused, backup as take
+
+    target = Path(output or f"points-backup-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
+    with console.status("backing up") as status:
+        try:
+            manifest = take(Stack(get_settings()), target, echo=lambda msg: status.update(msg))
+        except BackupRefused as refused:
+            console.print(f"[red]refused[/red]: {refused}")
+            raise typer.Exit(1) from refused
+    console.print(f"[green]backed up[/green] into {target} in {manifest['seconds']} s: {', '.join(manifest['files'])}")
+
+
+@app.command()
+def restore(
+    source: Annotated[str, typer.Argument(help="A folder `points backup` wrote.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do it without asking.")] = False,
+) -> None:
+    """Put the system back as the backup found it: the brokers' logs and the database are replaced, so
+    everything since the backup is gone."""
+    from pathlib import Path
+
+    from deploy.backup import BackupRefused, restore as put_back
+
+    if not yes and not typer.confirm(f"replace the log and the database with the backup in {source}?"):
+        raise typer.Exit(1)
+    with console.status("restoring") as status:
+        try:
+            manifest = put_back(Stack(get_settings()), Path(source), echo=lambda msg: status.update(msg))
+        except BackupRefused as refused:
+            console.print(f"[red]refused[/red]: {refused}")
+            raise typer.Exit(1) from refused
+    console.print(f"[green]restored[/green] the backup taken at {manifest['taken_at']}")
+
+
+@app.command()
 def asyncapi() -> None:
     """Print the AsyncAPI 3 document of the public topics (docs/asyncapi.json is this output)."""
     from shared.asyncapi import render
