@@ -3,33 +3,15 @@ it answered when the backup was taken, and every service picks up where that mom
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 import uuid
 
 import httpx
 import pytest
 
-from shared.settings import REPO_ROOT
-from tests.e2e.test_fresh_start import FRESH_ENV
+from tests.e2e.test_fresh_start import FRESH_ENV, points, until
 from tests.helpers import habit_event
 
 pytestmark = pytest.mark.integration
-
-
-def points(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deploy.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=REPO_ROOT, timeout=600)
-
-
-def until(check, within: float = 60.0):
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"not within {within:.0f} s")
 
 
 @pytest.mark.timeout(900)

@@ -36,14 +36,23 @@ def points(env: dict, *args: str) -> subprocess.CompletedProcess:
                           cwd=REPO_ROOT, timeout=600)
 
 
-def decided(gateway: str, headers: dict, event_id: str, within: float) -> dict:
+def until(check, within: float = 60.0, what: str = "the condition"):
+    """Poll `check` until it returns something truthy, which is returned."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        response = httpx.get(f"{gateway}/v1/events/{event_id}", headers=headers, timeout=5)
-        if response.status_code == 200 and response.json()["validation_status"] != "pending":
-            return response.json()
+        if found := check():
+            return found
         time.sleep(0.2)
-    raise AssertionError(f"event {event_id} still undecided {within:.0f} s after `points up` returned")
+    raise AssertionError(f"{what} not met within {within:.0f} s")
+
+
+def decided(gateway: str, headers: dict, event_id: str, within: float) -> dict:
+    def check():
+        response = httpx.get(f"{gateway}/v1/events/{event_id}", headers=headers, timeout=5)
+        return response.json() if response.status_code == 200 and response.json()["validation_status"] != "pending" \
+            else None
+
+    return until(check, within, what=f"event {event_id} decided after `points up` returned")
 
 
 @pytest.mark.timeout(900)
