@@ -536,6 +536,7 @@ def secrets(
         "COUPON_SECRET_ID": f"k-{date.today():%Y%m%d}",
         "POINTS_COUPON_CODE_KEY": random.token_urlsafe(48),
         "POINTS_CLIENT_IP_KEY": random.token_urlsafe(48),
+        "POINTS_ALERT_WEBHOOK_SECRET": random.token_urlsafe(48),
         "POINTS_SIGNING_KEY": base64.b64encode(random.token_bytes(32)).decode(),
         "POINTS_SIGNING_KEY_ID": f"sig-{date.today():%Y%m%d}",
         # PostgreSQL logins: the owner's (migrations) and each service's own role (docker-compose.yml).

@@ -58,6 +58,10 @@ def production_problems(settings: "Settings") -> list[str]:
     if code_key == coupon_secret:
         problems.append("COUPON_SECRET and POINTS_COUPON_CODE_KEY must differ: whoever holds the hashing secret "
                         "could then derive the codes themselves")
+    webhook = settings.alert_webhook_secret
+    if webhook is not None and len(webhook.get_secret_value()) < MIN_SECRET_LENGTH:
+        problems.append(f"POINTS_ALERT_WEBHOOK_SECRET must be at least {MIN_SECRET_LENGTH} characters: whoever "
+                        "guesses it can switch the points system off")
     client_ip_key = settings.client_ip_key.get_secret_value()
     if settings.record_client_ip and (client_ip_key == DEV_CLIENT_IP_KEY or len(client_ip_key) < MIN_SECRET_LENGTH):
         problems.append(f"POINTS_CLIENT_IP_KEY must be set to at least {MIN_SECRET_LENGTH} characters when "
@@ -122,6 +126,8 @@ class Settings(BaseSettings):
     signing_key_id: str = Field("dev-1", alias="POINTS_SIGNING_KEY_ID")
     # Extra trusted public keys (a JWK set), for keys being rotated out.
     signing_previous_keys: str | None = Field(None, alias="POINTS_SIGNING_PREVIOUS_KEYS")
+    # Alertmanager's webhook (POST /v1/ops/alerts) answers only with this bearer secret; unset, it is off.
+    alert_webhook_secret: SecretStr | None = Field(None, alias="POINTS_ALERT_WEBHOOK_SECRET")
     # Device attestation; each platform is verified only when configured (see services/ingest/attestation).
     attestation_required: bool = Field(False, alias="POINTS_ATTESTATION_REQUIRED")
     app_attest_app_id: str | None = Field(None, alias="APP_ATTEST_APP_ID", description="TEAMID.bundle.id")

@@ -36,6 +36,7 @@ TEST_ENV = {
     "POINTS_FLAGS_REFRESH_SECONDS": "0.5",
     "POINTS_HEALTH_CHECK_SECONDS": "1",
     "POINTS_STUCK_PENDING_SECONDS": "60",
+    "POINTS_ALERT_WEBHOOK_SECRET": "test-only-alert-webhook-secret-0123456789",
     "APP_ATTEST_APP_ID": APP_ATTEST_APP_ID,
     "APP_ATTEST_ENVIRONMENT": "development",
     # The recorded attestations' certificates were valid in 2024.

@@ -22,7 +22,7 @@ from services.ingest.metrics import RequestMetrics
 from services.ingest.ports import Ports
 from services.ingest.publisher import KafkaPublisher
 from services.ingest.replies import ReplyWaiter
-from services.ingest.routers import admin, attestation, console, coupons, events, health, me, review, stats
+from services.ingest.routers import admin, alerts, attestation, console, coupons, events, health, me, review, stats
 from shared import topics
 from shared.coupon_codes import coupon_keys_from
 from shared.db import alone, create_pool
@@ -141,7 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics)  # added last, so it is outermost and also counts the 413s
     problems.install(app)
     for router in (events.router, me.router, coupons.router, attestation.router, admin.router, review.router,
-                   stats.router, health.router, console.router):
+                   stats.router, health.router, console.router, alerts.router):
         app.include_router(router)
     if public:
         app.include_router(health.metrics_router)

@@ -18,6 +18,8 @@ log = logging.getLogger("points.ingest")
 class Flags:
     points_system_enabled: bool = True
     rollout_percent: int = 100
+    # New redemptions only (an alert's disable_redemptions): coupons already issued still work at the till.
+    redemptions_enabled: bool = True
     updated_by: str = "system"
     updated_at: datetime | None = None
 
@@ -35,21 +37,33 @@ def check_write_allowed(flags: Flags, user_id: str) -> None:
         raise Problem(403, "not-in-rollout", "The points system is not yet enabled for this account.")
 
 
+def check_redemptions_allowed(flags: Flags) -> None:
+    if not flags.redemptions_enabled:
+        raise Problem(503, "redemptions-disabled", "New redemptions are switched off for now; coupons already "
+                      "issued still work.", title="Service Unavailable", headers={"Retry-After": "60"})
+
+
+_COLUMNS = "points_system_enabled, rollout_percent, redemptions_enabled, updated_by, updated_at"
+
+
 async def load(pool: asyncpg.Pool) -> Flags:
-    row = await pool.fetchrow(
-        "SELECT points_system_enabled, rollout_percent, updated_by, updated_at FROM feature_flags")
+    row = await pool.fetchrow(f"SELECT {_COLUMNS} FROM feature_flags")
     return Flags(**dict(row)) if row else Flags()
 
 
-async def save(pool: asyncpg.Pool, *, enabled: bool, rollout_percent: int, admin: str) -> Flags:
+async def save(pool: asyncpg.Pool, *, admin: str, enabled: bool | None = None, rollout_percent: int | None = None,
+               redemptions_enabled: bool | None = None) -> Flags:
+    """Change what is given (None keeps it), recording who: an admin, or an alert by name."""
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
-            "UPDATE feature_flags SET points_system_enabled = $1, rollout_percent = $2, updated_by = $3, "
-            "updated_at = now() RETURNING points_system_enabled, rollout_percent, updated_by, updated_at",
-            enabled, rollout_percent, admin)
+            "UPDATE feature_flags SET points_system_enabled = coalesce($1, points_system_enabled), "
+            "rollout_percent = coalesce($2, rollout_percent), redemptions_enabled = coalesce($3, redemptions_enabled), "
+            f"updated_by = $4, updated_at = now() RETURNING {_COLUMNS}",
+            enabled, rollout_percent, redemptions_enabled, admin)
         await conn.execute(
-            "INSERT INTO feature_flag_changes (points_system_enabled, rollout_percent, changed_by) "
-            "VALUES ($1, $2, $3)", enabled, rollout_percent, admin)
+            "INSERT INTO feature_flag_changes (points_system_enabled, rollout_percent, redemptions_enabled, changed_by) "
+            "VALUES ($1, $2, $3, $4)", row["points_system_enabled"], row["rollout_percent"],
+            row["redemptions_enabled"], admin)
     return Flags(**dict(row))
 
 

@@ -46,6 +46,18 @@ async def review_queue(pool: asyncpg.Pool, *, limit: int, user_id: str | None, r
         "ORDER BY created_at, id LIMIT $1", limit, user_id, reason, after and after[0], after and after[1])
 
 
+async def review_queue_by_user(pool: asyncpg.Pool, *, limit: int, reason: str | None,
+                               user_id: str | None = None) -> list[asyncpg.Record]:
+    """Held events grouped by user, the users with most held first: how many, since when, for what."""
+    return await pool.fetch(
+        "SELECT user_id, count(*)::int AS held, min(created_at) AS oldest, sum(points_delta)::bigint AS points, "
+        "(SELECT coalesce(array_agg(DISTINCT r ORDER BY r), '{}') FROM points_events q, unnest(q.reasons) r "
+        " WHERE q.user_id = p.user_id AND q.validation_status = 'pending_review') AS reasons "
+        "FROM points_events p WHERE validation_status = 'pending_review' AND ($2::text IS NULL OR $2 = ANY(reasons)) "
+        "AND ($3::text IS NULL OR user_id = $3) "
+        "GROUP BY user_id ORDER BY count(*) DESC, min(created_at), user_id LIMIT $1", limit, reason, user_id)
+
+
 async def held_events(pool: asyncpg.Pool, *, event_ids: list[UUID] | None, user_id: str | None) -> list[asyncpg.Record]:
     """The named events (any status, for the verdict's outcome), or every held event of one user."""
     if event_ids is not None:

@@ -3,15 +3,20 @@ it answered when the backup was taken, and every service picks up where that mom
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 
 import httpx
 import pytest
 
+from shared.settings import REPO_ROOT
 from tests.e2e.test_fresh_start import FRESH_ENV, points, until
 from tests.helpers import habit_event
 
 pytestmark = pytest.mark.integration
+# Under the repository, not pytest's tmp_path: PostgreSQL runs as its own system user, and a second
+# pytest run on the machine makes /tmp/pytest-of-root private again under it.
+STATE = REPO_ROOT / ".state" / "test-backup"
 
 
 @pytest.mark.timeout(900)
@@ -19,7 +24,8 @@ def test_a_restored_backup_answers_as_the_system_did_when_it_was_taken(settings,
     if not settings.manage_kafka or not settings.uses_embedded_postgres:
         pytest.skip("backups of the local launchers' Kafka and PostgreSQL; this session uses containers")
     env = {**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}, **FRESH_ENV,
-           "POINTS_STATE_DIR": str(tmp_path / "state")}
+           "POINTS_STATE_DIR": str(STATE)}
+    shutil.rmtree(STATE, ignore_errors=True)
     # No kept-alive connections: the gateway is stopped and started under the client twice.
     gateway = httpx.Client(base_url=f"http://127.0.0.1:{FRESH_ENV['POINTS_GATEWAY_PORT']}", timeout=30,
                            limits=httpx.Limits(max_keepalive_connections=0))
@@ -78,3 +84,4 @@ def test_a_restored_backup_answers_as_the_system_did_when_it_was_taken(settings,
     finally:
         gateway.close()
         points(env, "down")
+        shutil.rmtree(STATE, ignore_errors=True)

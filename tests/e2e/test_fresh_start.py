@@ -56,10 +56,12 @@ def decided(gateway: str, headers: dict, event_id: str, within: float) -> dict:
 
 
 @pytest.mark.timeout(900)
-def test_every_fresh_start_decides_the_first_event_without_a_restart(settings, tmp_path):
+def test_every_fresh_start_decides_the_first_event_without_a_restart(settings):
     if not settings.manage_kafka or not settings.uses_embedded_postgres:
         pytest.skip("the fresh-start path is the local launchers'; this session uses containers")
-    state = tmp_path / "fresh"
+    # Under the repository, not pytest's tmp_path: PostgreSQL runs as its own system user, and a
+    # second pytest run on the machine makes /tmp/pytest-of-root private again under it.
+    state = REPO_ROOT / ".state" / "test-fresh"
     env = {**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}, **FRESH_ENV,
            "POINTS_STATE_DIR": str(state)}
     gateway = f"http://127.0.0.1:{FRESH_ENV['POINTS_GATEWAY_PORT']}"
@@ -85,3 +87,4 @@ def test_every_fresh_start_decides_the_first_event_without_a_restart(settings, t
             assert all(part["pid"] is None for part in status["services"].values()), status
     finally:
         points(env, "down")
+        shutil.rmtree(state, ignore_errors=True)

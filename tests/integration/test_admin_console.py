@@ -1,13 +1,15 @@
 """The guide's "Test Admin UI": /points-admin in a real Chromium, against the running system."""
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
 from datetime import datetime, timezone
 
 import pytest
 from playwright.async_api import async_playwright, expect
 
-from tests.helpers import decided_event, eventually, habit_event, held_event, new_user, spaced
+from tests.helpers import decided_event, eventually, habit_event, held_event, new_user, produce, spaced
 
 pytestmark = pytest.mark.integration
 
@@ -164,3 +166,85 @@ async def test_an_admin_looks_up_a_users_ledger_and_awards_points_that_name_them
     await expect(award).to_contain_text("25")
     # The aborted request is the one console error expected here.
     assert [p for p in page.problems if "ERR_FAILED" not in p] == []
+
+
+async def key(page, name: str) -> None:
+    """A key pressed with no field focused, as a reviewer's shortcut would be."""
+    await page.evaluate("document.activeElement && document.activeElement.blur()")
+    await page.keyboard.press(name)
+
+
+async def test_a_queue_of_a_thousand_pages_groups_by_user_and_is_worked_through_from_the_keyboard(
+        page, gateway, token, settings, db):
+    """The guide's reviewer after a burst of farmed accounts: 1,000 held events of 40 users, one reason."""
+    from shared import topics
+    from shared.envelope import to_record
+    from shared.events import EventDecided
+    from shared.signing import signer_from
+
+    farm_reason = f"farmed_{uuid.uuid4().hex[:8]}"
+    farm = [new_user() for _ in range(40)]
+    now = datetime.now(timezone.utc)
+    signer = signer_from(settings)
+    held = [EventDecided(event_id=uuid.uuid4(), user_id=farm[i % 40], event_type="habit_completed", event_time=now,
+                         points_delta=10, proof_type="none", validation_status="pending_review", trust_score=40,
+                         reasons=(farm_reason,), rule_set="test", validated_by="validator", decided_at=now)
+            for i in range(1000)]
+    await produce(settings, [(topics.LEDGER, signer.sign(to_record(e, key=e.user_id, source="/tests"))) for e in held])
+
+    async def projected():
+        return await db.fetchval("SELECT count(*) FROM points_events WHERE $1 = ANY(reasons)", farm_reason) == 1000
+
+    await eventually(projected, timeout=60)
+    reviewed, bulk = new_user(), new_user()
+    for_keys = [await held_event(gateway, token(reviewed), at) for at in spaced(2)]
+    for_bulk = [await held_event(gateway, token(bulk), at) for at in spaced(2)]
+
+    await sign_in(page, token("console-admin@example.com", "admin"))
+    await page.fill("#queue-reason", farm_reason)
+    await page.press("#queue-reason", "Enter")
+    events = page.locator("#review-queue tbody tr")
+    await expect(events).to_have_count(50)
+    await expect(page.locator("#queue-page")).to_have_text("Page 1")
+    groups = page.locator("#queue-users tbody tr")
+    await expect(groups).to_have_count(20)
+    await expect(groups.first.locator("td").nth(1)).to_have_text("25")
+    first_page = await events.first.get_attribute("data-event-id")
+    await key(page, "n")
+    await expect(page.locator("#queue-page")).to_have_text("Page 2")
+    await expect(events).to_have_count(50)
+    await expect(events.first).not_to_have_attribute("data-event-id", first_page)
+    if shots := os.environ.get("POINTS_SCREENSHOTS"):
+        await page.set_viewport_size({"width": 1400, "height": 900})
+        await page.locator("#review").screenshot(path=f"{shots}/console-review-queue.png")
+
+    # One user's held events, worked through from the keyboard: approve the first, reject the next.
+    await page.fill("#queue-reason", "")
+    await page.fill("#queue-user", reviewed)
+    await page.press("#queue-user", "Enter")
+    await expect(events).to_have_count(2)
+    await expect(events.first).to_have_class("selected")
+    await key(page, "a")
+    await expect(page.locator("#status")).to_contain_text(f"Approved event {for_keys[0]}")
+    await expect(events).to_have_count(1)
+    await key(page, "r")
+    await expect(page.locator("#status")).to_contain_text(f"Rejected event {for_keys[1]}")
+
+    # Every held event of another user, with one click in the grouped table.
+    await page.fill("#queue-user", bulk)
+    await page.press("#queue-user", "Enter")
+    await expect(groups).to_have_count(1)
+    await groups.first.get_by_role("button", name="Approve all").click()
+    await expect(page.locator("#status")).to_contain_text(f"Approved 2 held events of {bulk}")
+
+    async def decided():
+        rows = await db.fetch("SELECT id::text, validation_status, validated_by FROM points_events "
+                              "WHERE id = ANY($1::uuid[])", for_keys + for_bulk)
+        found = {r["id"]: (r["validation_status"], r["validated_by"]) for r in rows}
+        return found if "pending_review" not in {s for s, _ in found.values()} else None
+
+    found = await eventually(decided)
+    admin = "console-admin@example.com"
+    assert found == {for_keys[0]: ("validated", admin), for_keys[1]: ("rejected", admin),
+                     for_bulk[0]: ("validated", admin), for_bulk[1]: ("validated", admin)}
+    assert page.problems == []

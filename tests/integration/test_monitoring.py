@@ -54,6 +54,28 @@ def test_prometheus_accepts_both_configs_and_the_alerts_fire_at_the_guides_thres
     assert "SUCCESS" in promtool("test", "rules", "alerts.test.yml")
 
 
+def amtool(*args: str, cwd) -> str:
+    tool = shutil.which("amtool")
+    assert tool, "amtool is missing: apt-get install prometheus-alertmanager (.ci/run does)"
+    done = subprocess.run([tool, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_alertmanager_accepts_its_config_and_sends_every_rules_action_to_the_gateway(tmp_path):
+    config = DEPLOY / "alertmanager" / "alertmanager.yml"
+    shutil.copy(config, tmp_path / "alertmanager.yml")
+    (tmp_path / "alert-webhook-secret").write_text("x" * 40)
+    assert "SUCCESS" in amtool("check-config", "alertmanager.yml", cwd=tmp_path)
+    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
+    actions = {rule["labels"]["action"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule}
+    assert any("auto_rollback" in a for a in actions) and any("disable_redemptions" in a for a in actions)
+    for action in actions:
+        routed = amtool("config", "routes", "test", "--config.file=alertmanager.yml", f"action={action}",
+                        "alertname=Test", cwd=tmp_path)
+        assert routed.strip() == "points-gateway", (action, routed)
+
+
 def test_the_three_dashboards_of_the_guide_are_there_and_their_queries_parse(tmp_path):
     titles = {json.loads(board.read_text())["title"] for board in DASHBOARDS}
     assert titles == {"Points System Health", "Fraud Detection", "Coupon Redemptions"}

@@ -79,6 +79,7 @@ def test_without_being_told_it_is_a_dev_stack_a_process_refuses_the_public_dev_s
      "POINTS_JWKS_URL must be an https"),
     ({"POINTS_JWKS_URL": "https://id.example.com/jwks.json"}, "POINTS_JWT_ISSUER must be set"),
     ({"POINTS_RECORD_CLIENT_IP": "true"}, "POINTS_CLIENT_IP_KEY must be set"),
+    ({"POINTS_ALERT_WEBHOOK_SECRET": "short"}, "POINTS_ALERT_WEBHOOK_SECRET must be at least"),
 ])
 def test_production_refuses_each_unsafe_secret_naming_the_setting(monkeypatch, changes, setting):
     production(monkeypatch, **changes)

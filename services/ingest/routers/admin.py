@@ -28,10 +28,13 @@ class FlagsIn(BaseModel):
 
     points_system_enabled: StrictBool
     rollout_percent: StrictInt = Field(ge=0, le=100)
+    # Beyond API.md: new redemptions on or off (unset keeps it), which an alert may have switched off.
+    redemptions_enabled: StrictBool | None = None
 
 
 class FlagsOut(FlagsIn):
-    updated_by: str
+    redemptions_enabled: bool
+    updated_by: str = Field(description="The admin, or alert:<name>:<fingerprint> for an alert's action")
     updated_at: AwareDatetime | None
 
 
@@ -44,8 +47,8 @@ async def get_flags(_: Admin, pool: Pool) -> FlagsOut:
 @router.put("/flags", response_model=FlagsOut)
 async def put_flags(body: FlagsIn, admin: Admin, pool: Pool, cache: FlagsDep) -> FlagsOut:
     """Change the kill switch or the rollout; every gateway follows within seconds."""
-    saved = await flag_store.save(pool, enabled=body.points_system_enabled,
-                                  rollout_percent=body.rollout_percent, admin=admin.sub)
+    saved = await flag_store.save(pool, enabled=body.points_system_enabled, rollout_percent=body.rollout_percent,
+                                  redemptions_enabled=body.redemptions_enabled, admin=admin.sub)
     cache.current = saved
     log.warning("points.flags.changed", extra={"admin": admin.sub, **body.model_dump()})
     return FlagsOut(**vars(saved))

@@ -12,7 +12,8 @@ from services.ingest import idempotency, merchants, readmodels
 from services.ingest import ports as adapters
 from services.ingest.commands import coupons as commands
 from services.ingest.commands.base import Reply
-from services.ingest.deps import AppUser, Pool, Ports, WritingUser, require_role
+from services.ingest.deps import AppUser, FlagsDep, Pool, Ports, WritingUser, require_role
+from services.ingest.flags import check_redemptions_allowed
 from services.ingest.auth import Principal
 from services.ingest.problems import COMMON_PROBLEMS, MEDIA_TYPE, Problem, problem_responses
 from services.ingest.schemas import Text
@@ -106,8 +107,10 @@ async def list_templates(_: AppUser, pool: Pool) -> list[Template]:
     200: {"model": Redemption, "description": "Never sent; a retry repeats the first answer's status"},
     202: {"model": RedemptionStatus, "description": "Still being decided: poll the Location"},
     **problem_responses(404, 409, 503)})
-async def redeem(body: RedeemRequest, user: WritingUser, ports: Ports, key: IdempotencyKey = None) -> JSONResponse:
+async def redeem(body: RedeemRequest, user: WritingUser, ports: Ports, flags: FlagsDep,
+                 key: IdempotencyKey = None) -> JSONResponse:
     """Spend points on a coupon; the code is in this response only."""
+    check_redemptions_allowed(flags.current)
     return reply(await commands.redeem(ports, user_id=user.sub, template_id=body.template_id,
                                        key=require_key(key), now=utcnow()))
 

@@ -49,6 +49,24 @@ async def review_queue(request: Request, _: Admin, pool: Pool, limit: int = Quer
     return JSONResponse(page, headers=headers)
 
 
+class HeldByUser(BaseModel):
+    user_id: str
+    held: int
+    oldest: AwareDatetime
+    points: int
+    reasons: list[str]
+
+
+@router.get("/review-queue/users", response_model=list[HeldByUser])
+async def review_queue_by_user(_: Admin, pool: Pool, limit: int = Query(100, ge=1, le=1000),
+                               reason: Text | None = Query(None, max_length=200),
+                               user_id: Text | None = Query(None, max_length=255)) -> list[HeldByUser]:
+    """The queue grouped by user, most held first: a farm of accounts or one user's burst is one line,
+    to settle with one bulk verdict."""
+    rows = await readmodels.review_queue_by_user(pool, limit=limit, reason=reason, user_id=user_id)
+    return [HeldByUser(**dict(r)) for r in rows]
+
+
 class Verdict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

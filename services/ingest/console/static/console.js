@@ -19,6 +19,11 @@ class ApiError extends Error {
 }
 
 async function api(path, options = {}) {
+  return (await apiPage(path, options)).body;
+}
+
+// The answer and, when the API pages it (RFC 8288 Link: rel="next"), the next page's path.
+async function apiPage(path, options = {}) {
   const response = await fetch(path, {
     ...options,
     headers: { Authorization: `Bearer ${token()}`, "Content-Type": "application/json", ...(options.headers || {}) },
@@ -26,7 +31,8 @@ async function api(path, options = {}) {
   const body = response.headers.get("content-type")?.includes("json") ? await response.json() : {};
   if (response.status === 401) signedOut("Your session ended (the token expired or was refused): sign in again.");
   if (!response.ok) throw new ApiError(response.status, body);
-  return body;
+  const next = /<([^>]+)>;\s*rel="next"/.exec(response.headers.get("link") || "");
+  return { body, next: next ? next[1] : null };
 }
 
 // Refreshing after an action is not the action: a failed refresh must not read as a failed verdict.
@@ -113,6 +119,9 @@ async function loadStats() {
   $("queue-depth").textContent = `(${stats.review_queue_depth})`;
 }
 
+const PAGE_SIZE = 50;
+const queue = { next: null, page: 1, selected: null };
+
 async function decide(item, decision, note, row) {
   const buttons = row.querySelectorAll("button");
   buttons.forEach((b) => { b.disabled = true; });
@@ -125,20 +134,60 @@ async function decide(item, decision, note, row) {
     say(`Could not ${decision} event ${item.event_id}: ${error.message}`, true);
     return;
   }
+  const after = row.nextElementSibling || row.previousElementSibling;
   row.remove();
+  select(after);
   say(`${decision === "approve" ? "Approved" : "Rejected"} event ${item.event_id} of ${item.user_id}.`);
   $("queue-empty").hidden = $("review-queue").tBodies[0].rows.length > 0;
-  await refresh(loadStats);
+  await refresh(loadStats, loadQueueUsers);
 }
 
-async function loadQueue() {
+async function decideAll(group, decision, row) {
+  row.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+  let result;
+  try {
+    result = await api("/v1/admin/review-queue/verdicts", {
+      method: "POST", body: JSON.stringify({ decision, user_id: group.user_id }),
+    });
+  } catch (error) {
+    row.querySelectorAll("button").forEach((b) => { b.disabled = false; });
+    say(`Could not ${decision} the events of ${group.user_id}: ${error.message}`, true);
+    return;
+  }
+  const accepted = result.outcomes.filter((o) => o.outcome === "accepted").length;
+  say(`${decision === "approve" ? "Approved" : "Rejected"} ${accepted} held events of ${group.user_id}.`);
+  await refresh(() => loadQueue(), loadQueueUsers, loadStats);
+}
+
+function filters() {
+  const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
   const user = $("queue-user").value.trim();
-  const queue = await api(`/v1/admin/review-queue?limit=200${user ? `&user_id=${encodeURIComponent(user)}` : ""}`);
+  const reason = $("queue-reason").value.trim();
+  if (user) params.set("user_id", user);
+  if (reason) params.set("reason", reason);
+  return params;
+}
+
+function select(row) {
+  queue.selected?.classList.remove("selected");
+  queue.selected = row && row.parentNode ? row : null;
+  if (queue.selected) {
+    queue.selected.classList.add("selected");
+    queue.selected.scrollIntoView({ block: "nearest" });
+  }
+}
+
+// A page of the queue: the first (from the filters) or the one a Link header named.
+async function loadQueue(path = null) {
+  const page = await apiPage(path || `/v1/admin/review-queue?${filters()}`);
+  queue.page = path ? queue.page + 1 : 1;
+  queue.next = page.next;
   const body = $("review-queue").tBodies[0];
   body.replaceChildren();
-  for (const item of queue) {
+  for (const item of page.body) {
     const row = body.insertRow();
     row.dataset.eventId = item.event_id;
+    row.addEventListener("click", () => select(row));
     cell(row, when(item.created_at));
     cell(row, item.user_id);
     cell(row, item.event_type);
@@ -151,17 +200,67 @@ async function loadQueue() {
     note.placeholder = "why (optional)";
     note.setAttribute("aria-label", `Note for event ${item.event_id}`);
     row.insertCell().append(note);
-    const verdict = row.insertCell();
-    for (const [decision, label] of [["approve", "Approve"], ["reject", "Reject"]]) {
-      const button = document.createElement("button");
-      button.type = "button";
-      button.textContent = label;
-      button.className = decision;
-      button.addEventListener("click", () => decide(item, decision, note.value.trim(), row));
-      verdict.append(button);
-    }
+    row.verdict = (decision) => decide(item, decision, note.value.trim(), row);
+    verdictButtons(row.insertCell(), "", row.verdict);
   }
-  $("queue-empty").hidden = queue.length > 0;
+  select(body.rows[0]);
+  $("queue-empty").hidden = page.body.length > 0;
+  $("queue-page").textContent = `Page ${queue.page}`;
+  $("queue-next").disabled = !queue.next;
+  $("queue-first").disabled = queue.page === 1;
+}
+
+// Approve and Reject buttons (labels ending in `suffix`) that call `onVerdict` with the decision.
+function verdictButtons(target, suffix, onVerdict) {
+  for (const [decision, label] of [["approve", "Approve"], ["reject", "Reject"]]) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = label + suffix;
+    button.className = decision;
+    button.addEventListener("click", () => onVerdict(decision));
+    target.append(button);
+  }
+}
+
+async function loadQueueUsers() {
+  const params = filters();
+  params.set("limit", "20");
+  const groups = await api(`/v1/admin/review-queue/users?${params}`);
+  const body = $("queue-users").tBodies[0];
+  body.replaceChildren();
+  for (const group of groups) {
+    const row = body.insertRow();
+    row.dataset.userId = group.user_id;
+    cell(row, group.user_id);
+    cell(row, String(group.held), "number");
+    cell(row, when(group.oldest));
+    cell(row, String(group.points), "number");
+    cell(row, group.reasons.join(", "));
+    verdictButtons(row.insertCell(), " all", (decision) => decideAll(group, decision, row));
+  }
+}
+
+function reloadQueue() {
+  refresh(() => loadQueue(), loadQueueUsers);
+}
+
+// j / k move through the page, a approves, r rejects, n shows the next page: unless a field has the keys.
+function onKey(event) {
+  if (event.ctrlKey || event.metaKey || event.altKey || $("console").hidden) return;
+  if (["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement?.tagName)) return;
+  const row = queue.selected;
+  const moves = { j: row?.nextElementSibling, ArrowDown: row?.nextElementSibling,
+                  k: row?.previousElementSibling, ArrowUp: row?.previousElementSibling };
+  if (event.key in moves) {
+    if (moves[event.key]) select(moves[event.key]);
+  } else if ((event.key === "a" || event.key === "r") && row) {
+    row.verdict(event.key === "a" ? "approve" : "reject");
+  } else if (event.key === "n" && queue.next) {
+    refresh(() => loadQueue(queue.next));
+  } else {
+    return;
+  }
+  event.preventDefault();
 }
 
 // Only the newest request draws the list: an older answer (the sign-in's, before a filter was picked)
@@ -248,7 +347,9 @@ async function loadFlags() {
   $("save-flags").disabled = true;  // saving flags that never loaded would switch the system off
   const flags = await api("/v1/admin/flags");
   $("enabled").checked = flags.points_system_enabled;
+  $("redemptions").checked = flags.redemptions_enabled;
   $("rollout").value = flags.rollout_percent;
+  $("flags-by").textContent = flags.updated_by;
   $("save-flags").disabled = false;
 }
 
@@ -262,9 +363,12 @@ async function saveFlags() {
   try {
     const flags = await api("/v1/admin/flags", {
       method: "PUT",
-      body: JSON.stringify({ points_system_enabled: $("enabled").checked, rollout_percent: Number(rollout) }),
+      body: JSON.stringify({ points_system_enabled: $("enabled").checked, rollout_percent: Number(rollout),
+                             redemptions_enabled: $("redemptions").checked }),
     });
-    say(`Saved: points system ${flags.points_system_enabled ? "enabled" : "disabled"}, rollout ${flags.rollout_percent} %.`);
+    $("flags-by").textContent = flags.updated_by;
+    say(`Saved: points system ${flags.points_system_enabled ? "enabled" : "disabled"}, new redemptions `
+        + `${flags.redemptions_enabled ? "on" : "off"}, rollout ${flags.rollout_percent} %.`);
   } catch (error) {
     say(`Could not save the flags: ${error.message}`, true);
   }
@@ -280,7 +384,7 @@ async function holdPending() {
     return;
   }
   say(`Held ${result.held} pending events for review.`);
-  await refresh(loadQueue, loadStats);
+  await refresh(() => loadQueue(), loadQueueUsers, loadStats);
 }
 
 function signedOut(message) {
@@ -313,7 +417,7 @@ async function openConsole() {
   $("sign-out").hidden = false;
   $("who").textContent = subject(token());
   try {
-    await Promise.all([loadStats(), loadQueue(), loadInsights(), loadFlags()]);
+    await Promise.all([loadStats(), loadQueue(), loadQueueUsers(), loadInsights(), loadFlags()]);
   } catch (error) {
     if (error.status === 401 || error.status === 403) signedOut("That token was refused: it must be a valid admin token.");
     else say(`Could not load the console: ${error.message}`, true);
@@ -330,7 +434,11 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("sign-out").addEventListener("click", () => signedOut());
   $("severity").addEventListener("change", () => loadInsights().catch((e) => say(e.message, true)));
-  $("queue-user").addEventListener("change", () => loadQueue().catch((e) => say(e.message, true)));
+  $("queue-user").addEventListener("change", reloadQueue);
+  $("queue-reason").addEventListener("change", reloadQueue);
+  $("queue-first").addEventListener("click", reloadQueue);
+  $("queue-next").addEventListener("click", () => queue.next && refresh(() => loadQueue(queue.next)));
+  document.addEventListener("keydown", onKey);
   $("lookup").addEventListener("click", () => loadUser().catch((e) => say(e.message, true)));
   $("lookup-user").addEventListener("change", () => loadUser().catch((e) => say(e.message, true)));
   $("award").addEventListener("click", award);
