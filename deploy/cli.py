@@ -43,12 +43,15 @@ def up(
                                                 )] = None,
     instances: Annotated[int | None, typer.Option(min=1, max=9, help="Instances of every service; default "
                                                   "POINTS_INSTANCES, else what the state folder runs, else 1.")] = None,
+    monitoring: Annotated[bool, typer.Option("--monitoring", help="Also Prometheus (the guide's alerts) and "
+                                             "Alertmanager (routing them to the gateway's webhook).")] = False,
 ) -> None:
     """Start Kafka, PostgreSQL and every service that is not running; return once all are ready."""
     from deploy.stack import ShapeChanged
     from shared.settings import Settings
 
-    shape = {name: value for name, value in (("brokers", brokers), ("instances", instances)) if value is not None}
+    shape = {name: value for name, value in (("brokers", brokers), ("instances", instances),
+                                             ("monitoring", monitoring or None)) if value is not None}
     stack = Stack(Settings(**shape) if shape else get_settings())
 
     def start() -> None:
@@ -62,6 +65,8 @@ def up(
         raise typer.Exit(1) from refused
     console.print(f"[green]ready[/green]: {len(stack.brokers)} broker(s), {stack.settings.instances} instance(s) of "
                   f"every service; gateway on {', '.join(stack.gateway_urls)}")
+    if stack.settings.monitoring:
+        console.print(f"Prometheus on {stack.monitoring[0].url}, Alertmanager on {stack.monitoring[1].url}")
 
 
 @app.command()
@@ -282,6 +287,35 @@ def admin_revoke(
     if body.get("type", "").endswith("/coupon-revoked"):
         status, body = 200, {"coupon_id": coupon_id, "status": "revoked", "already": True}  # run twice: done once
     _done(status, body)
+
+
+@admin_app.command("verdict")
+def admin_verdict(
+    operator: Operator,
+    decision: Annotated[str, typer.Argument(help="approve or reject")],
+    user: Annotated[str | None, typer.Option("--user", help="Every held event of this user.")] = None,
+    event: Annotated[list[str] | None, typer.Option("--event", help="A held event (repeatable); instead of "
+                                                                     "--user.")] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Why, recorded with each verdict.")] = None,
+) -> None:
+    """Approve or reject held events in bulk (the review queue's bulk verdict), each recorded like a
+    single verdict naming the operator; a repeat changes nothing."""
+    import asyncio
+    from uuid import UUID
+
+    from deploy import operators
+
+    if decision not in ("approve", "reject"):
+        raise typer.BadParameter("approve or reject", param_hint="DECISION")
+    if (user is None) == (not event):
+        raise typer.BadParameter("give either --user or --event", param_hint="--user / --event")
+    try:
+        events = [UUID(e) for e in event] if event else None
+    except ValueError as exc:
+        raise typer.BadParameter("not an event id (UUID)", param_hint="--event") from exc
+    outcomes = asyncio.run(operators.verdict(get_settings(), operator=operator, decision=decision, note=note,
+                                             event_ids=events, user_id=user))
+    _done(200, {"decision": decision, "validated_by": operator, "outcomes": outcomes})
 
 
 @admin_app.command("hold-pending")

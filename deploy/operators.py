@@ -79,6 +79,16 @@ async def revoke(settings: Settings, *, operator: str, coupon_id: UUID, refund: 
         return await coupons.revoke(ports, admin=operator, coupon_id=coupon_id, refund=refund, now=utcnow())
 
 
+async def verdict(settings: Settings, *, operator: str, decision: str, note: str | None,
+                  event_ids: list[UUID] | None, user_id: str | None) -> list[dict]:
+    """One verdict on the named held events, or on every held event of one user: each event's outcome."""
+    async with gateway_ports(settings) as ports:
+        outcomes = await review.decide_many(ports, admin=operator, decision=decision, note=note, event_ids=event_ids,
+                                            user_id=user_id, now=utcnow())
+    return [{"event_id": str(o.event_id), "outcome": o.outcome, "validation_status": o.validation_status}
+            for o in outcomes]
+
+
 async def hold_pending(settings: Settings, *, operator: str, user_ids: list[str] | None = None) -> int:
     async with gateway_ports(settings) as ports:
         return await review.hold_pending(ports, admin=operator, user_ids=user_ids, now=utcnow())

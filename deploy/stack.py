@@ -9,13 +9,15 @@ from dataclasses import dataclass
 
 import asyncpg
 import httpx
+from pydantic import SecretStr
 
 from deploy.launchers.kafka import KafkaLauncher
+from deploy.launchers.monitoring import AlertmanagerLauncher, PrometheusLauncher
 from deploy.launchers.postgres import PostgresLauncher
 from deploy.launchers.process import ManagedProcess, wait_until
 from shared.schema import apply_migrations
 from shared.topic_admin import Layout, ensure_topics
-from shared.settings import REPO_ROOT, SHAPE_FILE, Settings, recorded_shape
+from shared.settings import DEV_ALERT_WEBHOOK_SECRET, REPO_ROOT, SHAPE_FILE, Settings, recorded_shape
 
 
 # The services in the order they start: the gateway last, once what answers its commands runs.
@@ -95,6 +97,9 @@ async def set_service_passwords(settings: Settings) -> None:
 
 class Stack:
     def __init__(self, settings: Settings):
+        if settings.monitoring and settings.alert_webhook_secret is None and settings.env != "prod":
+            # Alertmanager and the gateways must share a secret; a dev stack gets the dev one.
+            settings = settings.model_copy(update={"alert_webhook_secret": SecretStr(DEV_ALERT_WEBHOOK_SECRET)})
         self.settings = settings
         # Numbered names (kafka-1, ingest-1, ...) once there is more than one of anything.
         self.clustered = settings.brokers > 1 or settings.instances > 1
@@ -105,10 +110,13 @@ class Stack:
         self.services = [
             Service(f"{kind}-{number}" if self.clustered else kind, kind, module, settings.for_instance(number))
             for number in range(1, settings.instances + 1) for kind, module in KINDS]
+        self.monitoring = [PrometheusLauncher(settings), AlertmanagerLauncher(settings)]
 
     def infrastructure(self):
         brokers = self.brokers if self.settings.manage_kafka else []
-        return [part for part in (*brokers, self.postgres) if part is not None]
+        # Prometheus and Alertmanager when asked for, or still running from an `up --monitoring`.
+        watching = [part for part in self.monitoring if self.settings.monitoring or part.process.pid() is not None]
+        return [part for part in (*brokers, self.postgres, *watching) if part is not None]
 
     def _check_shape(self) -> None:
         """A running system keeps its shape until `down`; a cluster's data needs as many brokers as it has."""

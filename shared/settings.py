@@ -15,6 +15,8 @@ DEV_JWT_SECRET = "dev-only-points-jwt-secret-change-me-0123456789"
 DEV_COUPON_SECRET = "dev-only-points-coupon-secret-change-me-0123456789"
 DEV_COUPON_CODE_KEY = "dev-only-points-coupon-code-key-change-me-0123456789"
 DEV_CLIENT_IP_KEY = "dev-only-points-client-ip-key-change-me-0123456789"
+# What `points up --monitoring` gives Alertmanager and the gateway on a dev stack with none set.
+DEV_ALERT_WEBHOOK_SECRET = "dev-only-points-alert-webhook-secret-change-me-0123"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The PostgreSQL role each service logs in as (shared/migrations/0011.service-roles.sql).
@@ -59,9 +61,10 @@ def production_problems(settings: "Settings") -> list[str]:
         problems.append("COUPON_SECRET and POINTS_COUPON_CODE_KEY must differ: whoever holds the hashing secret "
                         "could then derive the codes themselves")
     webhook = settings.alert_webhook_secret
-    if webhook is not None and len(webhook.get_secret_value()) < MIN_SECRET_LENGTH:
-        problems.append(f"POINTS_ALERT_WEBHOOK_SECRET must be at least {MIN_SECRET_LENGTH} characters: whoever "
-                        "guesses it can switch the points system off")
+    if webhook is not None and (webhook.get_secret_value() == DEV_ALERT_WEBHOOK_SECRET
+                                or len(webhook.get_secret_value()) < MIN_SECRET_LENGTH):
+        problems.append(f"POINTS_ALERT_WEBHOOK_SECRET must be at least {MIN_SECRET_LENGTH} characters and not the "
+                        "dev value: whoever knows it can switch the points system off")
     client_ip_key = settings.client_ip_key.get_secret_value()
     if settings.record_client_ip and (client_ip_key == DEV_CLIENT_IP_KEY or len(client_ip_key) < MIN_SECRET_LENGTH):
         problems.append(f"POINTS_CLIENT_IP_KEY must be set to at least {MIN_SECRET_LENGTH} characters when "
@@ -128,6 +131,11 @@ class Settings(BaseSettings):
     signing_previous_keys: str | None = Field(None, alias="POINTS_SIGNING_PREVIOUS_KEYS")
     # Alertmanager's webhook (POST /v1/ops/alerts) answers only with this bearer secret; unset, it is off.
     alert_webhook_secret: SecretStr | None = Field(None, alias="POINTS_ALERT_WEBHOOK_SECRET")
+    # `points up --monitoring`: Prometheus and Alertmanager beside the stack, scraping every so often.
+    monitoring: bool = Field(False, alias="POINTS_MONITORING")
+    prometheus_port: int = Field(9090, alias="POINTS_PROMETHEUS_PORT")
+    alertmanager_port: int = Field(9093, alias="POINTS_ALERTMANAGER_PORT")
+    monitoring_interval_seconds: float = Field(15.0, alias="POINTS_MONITORING_INTERVAL_SECONDS", gt=0)
     # Device attestation; each platform is verified only when configured (see services/ingest/attestation).
     attestation_required: bool = Field(False, alias="POINTS_ATTESTATION_REQUIRED")
     app_attest_app_id: str | None = Field(None, alias="APP_ATTEST_APP_ID", description="TEAMID.bundle.id")

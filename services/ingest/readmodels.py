@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -35,27 +36,44 @@ async def balance(pool: asyncpg.Pool, user_id: str) -> asyncpg.Record | None:
         )
 
 
-async def review_queue(pool: asyncpg.Pool, *, limit: int, user_id: str | None, reason: str | None,
+@dataclass(frozen=True)
+class HeldFilter:
+    """Which held events: of one user, with one reason, of one event type, held since before a time."""
+
+    user_id: str | None = None
+    reason: str | None = None
+    event_type: str | None = None
+    before: datetime | None = None
+
+    def where(self, first: int) -> tuple[str, list]:
+        """The WHERE clause with its parameters numbered from `first`, and their values."""
+        n = [f"${i}" for i in range(first, first + 4)]
+        return (f"validation_status = 'pending_review' AND ({n[0]}::text IS NULL OR user_id = {n[0]}) "
+                f"AND ({n[1]}::text IS NULL OR {n[1]} = ANY(reasons)) "
+                f"AND ({n[2]}::text IS NULL OR event_type = {n[2]}) "
+                f"AND ({n[3]}::timestamptz IS NULL OR created_at < {n[3]})",
+                [self.user_id, self.reason, self.event_type, self.before])
+
+
+async def review_queue(pool: asyncpg.Pool, *, limit: int, held: HeldFilter,
                        after: tuple[datetime, UUID] | None) -> list[asyncpg.Record]:
     """Held events, oldest first, after the (created_at, id) of the last one a previous page showed."""
+    where, values = held.where(4)
     return await pool.fetch(
         "SELECT id, user_id, event_type, event_time, points_delta, trust_score, reasons, created_at "
-        "FROM points_events WHERE validation_status = 'pending_review' "
-        "AND ($2::text IS NULL OR user_id = $2) AND ($3::text IS NULL OR $3 = ANY(reasons)) "
-        "AND ($4::timestamptz IS NULL OR (created_at, id) > ($4, $5)) "
-        "ORDER BY created_at, id LIMIT $1", limit, user_id, reason, after and after[0], after and after[1])
+        f"FROM points_events WHERE {where} AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3)) "
+        "ORDER BY created_at, id LIMIT $1", limit, after and after[0], after and after[1], *values)
 
 
-async def review_queue_by_user(pool: asyncpg.Pool, *, limit: int, reason: str | None,
-                               user_id: str | None = None) -> list[asyncpg.Record]:
+async def review_queue_by_user(pool: asyncpg.Pool, *, limit: int, held: HeldFilter) -> list[asyncpg.Record]:
     """Held events grouped by user, the users with most held first: how many, since when, for what."""
+    where, values = held.where(2)
     return await pool.fetch(
         "SELECT user_id, count(*)::int AS held, min(created_at) AS oldest, sum(points_delta)::bigint AS points, "
         "(SELECT coalesce(array_agg(DISTINCT r ORDER BY r), '{}') FROM points_events q, unnest(q.reasons) r "
         " WHERE q.user_id = p.user_id AND q.validation_status = 'pending_review') AS reasons "
-        "FROM points_events p WHERE validation_status = 'pending_review' AND ($2::text IS NULL OR $2 = ANY(reasons)) "
-        "AND ($3::text IS NULL OR user_id = $3) "
-        "GROUP BY user_id ORDER BY count(*) DESC, min(created_at), user_id LIMIT $1", limit, reason, user_id)
+        f"FROM points_events p WHERE {where} "
+        "GROUP BY user_id ORDER BY count(*) DESC, min(created_at), user_id LIMIT $1", limit, *values)
 
 
 async def held_events(pool: asyncpg.Pool, *, event_ids: list[UUID] | None, user_id: str | None) -> list[asyncpg.Record]:

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import pytest
 from playwright.async_api import async_playwright, expect
 
-from tests.helpers import decided_event, eventually, habit_event, held_event, new_user, produce, spaced
+from tests.helpers import decided_event, eventually, fund, habit_event, held_event, new_user, produce, spaced
 
 pytestmark = pytest.mark.integration
 
@@ -247,4 +247,32 @@ async def test_a_queue_of_a_thousand_pages_groups_by_user_and_is_worked_through_
     admin = "console-admin@example.com"
     assert found == {for_keys[0]: ("validated", admin), for_keys[1]: ("rejected", admin),
                      for_bulk[0]: ("validated", admin), for_bulk[1]: ("validated", admin)}
+    assert page.problems == []
+
+
+async def test_an_admin_takes_points_back_and_what_the_balance_cannot_cover_is_said_to_be_owed(
+        page, gateway, token, db):
+    admin = token("console-admin@example.com", "admin")
+    user = new_user()
+    headers = token(user)
+    await fund(gateway, admin, headers, user, 40)
+
+    await sign_in(page, admin)
+    await page.fill("#lookup-user", user)
+    await page.click("#lookup")
+    await expect(page.locator("#user-details")).to_be_visible()
+    page.on("dialog", lambda dialog: dialog.accept())  # "Take 100 points back from ...?"
+    await page.fill("#clawback-points", "100")
+    await page.fill("#clawback-reason", "promo abuse found later")
+    await page.click("#clawback")
+
+    await expect(page.locator("#status")).to_contain_text(
+        f"Took 40 points back from {user}; 60 more could not be covered and are owed.")
+
+    async def clawed():
+        return await db.fetchrow("SELECT points_delta, validated_by FROM points_events WHERE user_id = $1 "
+                                 "AND event_type = 'clawback'", user)
+
+    row = await eventually(clawed)
+    assert (row["points_delta"], row["validated_by"]) == (-40, "console-admin@example.com")
     assert page.problems == []

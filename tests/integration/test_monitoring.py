@@ -62,18 +62,20 @@ def amtool(*args: str, cwd) -> str:
     return done.stdout
 
 
-def test_alertmanager_accepts_its_config_and_sends_every_rules_action_to_the_gateway(tmp_path):
-    config = DEPLOY / "alertmanager" / "alertmanager.yml"
-    shutil.copy(config, tmp_path / "alertmanager.yml")
+@pytest.mark.parametrize("config", ["alertmanager.yml", "alertmanager-compose.yml"])
+def test_alertmanager_accepts_its_config_and_sends_every_rules_action_to_the_gateway(tmp_path, config):
+    shutil.copy(DEPLOY / "alertmanager" / config, tmp_path / config)
     (tmp_path / "alert-webhook-secret").write_text("x" * 40)
-    assert "SUCCESS" in amtool("check-config", "alertmanager.yml", cwd=tmp_path)
+    assert "SUCCESS" in amtool("check-config", config, cwd=tmp_path)
     rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
     actions = {rule["labels"]["action"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule}
     assert any("auto_rollback" in a for a in actions) and any("disable_redemptions" in a for a in actions)
     for action in actions:
-        routed = amtool("config", "routes", "test", "--config.file=alertmanager.yml", f"action={action}",
+        routed = amtool("config", "routes", "test", f"--config.file={config}", f"action={action}",
                         "alertname=Test", cwd=tmp_path)
         assert routed.strip() == "points-gateway", (action, routed)
+    url = yaml.safe_load((tmp_path / config).read_text())["receivers"][0]["webhook_configs"][0]["url"]
+    assert url.endswith("/v1/ops/alerts")
 
 
 def test_the_three_dashboards_of_the_guide_are_there_and_their_queries_parse(tmp_path):
@@ -121,9 +123,9 @@ async def exercise(gateway, token) -> None:
         await decided_event(gateway, headers, response.json()["event_id"])
     template_id = await coupon_template(gateway, admin, 50, "Metrics")
     await fund(gateway, admin, headers, user, 50)
-    for _ in range(2):  # one redeemed, one refused
-        await gateway.post("/v1/redemptions", json={"template_id": template_id},
-                           headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
+    spent = [await gateway.post("/v1/redemptions", json={"template_id": template_id},
+                                headers={**headers, "Idempotency-Key": uuid.uuid4().hex}) for _ in range(2)]
+    assert [r.status_code for r in spent] == [201, 409]  # one redeemed, one refused: both series exist
 
 
 def samples_of(url: str) -> list:

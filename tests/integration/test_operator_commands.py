@@ -12,7 +12,8 @@ import uuid
 
 import pytest
 
-from tests.helpers import coupon_template, decided_event, eventually, habit_event, new_user, one_coupon_customer
+from tests.helpers import (coupon_template, decided_event, eventually, habit_event, held_event, new_user,
+                           one_coupon_customer, spaced)
 
 pytestmark = pytest.mark.integration
 OPERATOR = "ops@example.com"
@@ -144,3 +145,24 @@ async def test_hold_pending_from_the_command_line_sends_undecided_events_to_revi
     decided = await decided_event(gateway, headers, event_id, timeout=60)
     assert decided["validation_status"] == "pending_review"
     assert await db.fetchval("SELECT validated_by FROM points_events WHERE id = $1::uuid", event_id) == OPERATOR
+
+
+async def test_a_bulk_verdict_from_the_command_line_settles_every_held_event_of_a_user_naming_the_operator(
+        gateway, token, db):
+    user = new_user()
+    held = [await held_event(gateway, token(user), at) for at in spaced(2)]
+
+    status, body = await asyncio.to_thread(points_admin, "verdict", "reject", "--user", user,
+                                           "--note", "farm confirmed")
+    assert status == 0 and sorted(o["event_id"] for o in body["outcomes"]) == sorted(held)
+    assert {o["outcome"] for o in body["outcomes"]} == {"accepted"}
+
+    async def rejected():
+        rows = await db.fetch("SELECT validation_status, validated_by, review_note FROM points_events "
+                              "WHERE id = ANY($1::uuid[])", held)
+        return rows if all(r["validation_status"] == "rejected" for r in rows) else None
+
+    rows = await eventually(rejected)
+    assert {(r["validated_by"], r["review_note"]) for r in rows} == {(OPERATOR, "farm confirmed")}
+    again = await asyncio.to_thread(points_admin, "verdict", "reject", "--user", user)
+    assert again[0] == 0 and again[1]["outcomes"] == []  # nothing held any more: nothing sent

@@ -186,3 +186,21 @@ async def test_a_bulk_verdict_says_which_events_it_could_not_find_and_needs_one_
 async def _status_is(db, event_id: str, status: str):
     row = await db.fetchrow("SELECT validation_status, validated_by FROM points_events WHERE id = $1::uuid", event_id)
     return dict(row) if row is not None and row["validation_status"] == status else None
+
+
+async def test_the_queue_narrows_to_an_event_type_and_to_events_held_long_enough(gateway, token, admin):
+    user = new_user()
+    event_id = await held_event(gateway, token(user))
+
+    async def listed(**params) -> list[str]:
+        found = await gateway.get("/v1/admin/review-queue", params={"user_id": user, **params}, headers=admin)
+        assert found.status_code == 200, found.text
+        return [e["event_id"] for e in found.json()]
+
+    assert await listed(event_type="habit_completed") == [event_id]
+    assert await listed(event_type="streak_milestone") == []
+    assert await listed(held_minutes=0) == [event_id]
+    assert await listed(held_minutes=60) == []  # held a moment ago, not an hour
+    groups = (await gateway.get("/v1/admin/review-queue/users", params={"user_id": user}, headers=admin)).json()
+    assert [(g["user_id"], g["held"]) for g in groups] == [(user, 1)]
+    assert (await gateway.get("/v1/admin/review-queue", params={"held_minutes": -1}, headers=admin)).status_code == 422

@@ -1,12 +1,13 @@
 """The review side of administration: held events and their verdicts, users' ledgers, fraud insights."""
 from __future__ import annotations
 
-from typing import Literal
+from datetime import timedelta
+from typing import Annotated, Literal
 from uuid import UUID
 
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -31,19 +32,36 @@ class QueuedEvent(BaseModel):
     created_at: AwareDatetime
 
 
+def held_filter(user_id: Text | None = Query(None, max_length=255),
+                reason: Text | None = Query(None, max_length=200),
+                event_type: Text | None = Query(None, max_length=100),
+                held_minutes: int | None = Query(None, ge=0, le=525_600,
+                                                 description="Only events held at least this long")) -> dict:
+    """The queue's filters as the request gave them (kept in the next page's link)."""
+    return {"user_id": user_id, "reason": reason, "event_type": event_type, "held_minutes": held_minutes}
+
+
+def _held(given: dict) -> readmodels.HeldFilter:
+    minutes = given["held_minutes"]
+    return readmodels.HeldFilter(user_id=given["user_id"], reason=given["reason"], event_type=given["event_type"],
+                                 before=None if minutes is None else utcnow() - timedelta(minutes=minutes))
+
+
+Filters = Annotated[dict, Depends(held_filter)]
+
+
 @router.get("/review-queue", response_model=list[QueuedEvent], responses=problem_responses(400))
-async def review_queue(request: Request, _: Admin, pool: Pool, limit: int = Query(100, ge=1, le=1000),
-                       user_id: Text | None = Query(None, max_length=255),
-                       reason: Text | None = Query(None, max_length=200),
+async def review_queue(request: Request, _: Admin, pool: Pool, given: Filters, limit: int = Query(100, ge=1, le=1000),
                        after: str | None = Query(None, max_length=200, description="From a Link: rel=next")) -> JSONResponse:
-    """Events waiting for a person's verdict, oldest first; narrowed by user or reason; paged by Link: rel=next."""
-    rows = await readmodels.review_queue(pool, limit=limit + 1, user_id=user_id, reason=reason,
+    """Events waiting for a person's verdict, oldest first; narrowed by user, reason, event type or how
+    long they have waited; paged by Link: rel=next."""
+    rows = await readmodels.review_queue(pool, limit=limit + 1, held=_held(given),
                                          after=cursors.decode(after) if after else None)
     page = [QueuedEvent(event_id=r["id"], **{k: r[k] for k in r.keys() if k != "id"}).model_dump(mode="json")
             for r in rows[:limit]]
     headers = {}
     if len(rows) > limit:  # RFC 8288: the next page, with the same filters
-        query = {k: v for k, v in {"limit": limit, "user_id": user_id, "reason": reason}.items() if v is not None}
+        query = {k: v for k, v in {"limit": limit, **given}.items() if v is not None}
         query["after"] = cursors.encode(rows[limit - 1]["created_at"], rows[limit - 1]["id"])
         headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
     return JSONResponse(page, headers=headers)
@@ -58,12 +76,11 @@ class HeldByUser(BaseModel):
 
 
 @router.get("/review-queue/users", response_model=list[HeldByUser])
-async def review_queue_by_user(_: Admin, pool: Pool, limit: int = Query(100, ge=1, le=1000),
-                               reason: Text | None = Query(None, max_length=200),
-                               user_id: Text | None = Query(None, max_length=255)) -> list[HeldByUser]:
+async def review_queue_by_user(_: Admin, pool: Pool, given: Filters,
+                               limit: int = Query(100, ge=1, le=1000)) -> list[HeldByUser]:
     """The queue grouped by user, most held first: a farm of accounts or one user's burst is one line,
     to settle with one bulk verdict."""
-    rows = await readmodels.review_queue_by_user(pool, limit=limit, reason=reason, user_id=user_id)
+    rows = await readmodels.review_queue_by_user(pool, limit=limit, held=_held(given))
     return [HeldByUser(**dict(r)) for r in rows]
 
 

@@ -161,10 +161,11 @@ async function decideAll(group, decision, row) {
 
 function filters() {
   const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
-  const user = $("queue-user").value.trim();
-  const reason = $("queue-reason").value.trim();
-  if (user) params.set("user_id", user);
-  if (reason) params.set("reason", reason);
+  for (const [id, name] of [["queue-user", "user_id"], ["queue-reason", "reason"], ["queue-type", "event_type"],
+                            ["queue-age", "held_minutes"]]) {
+    const value = $(id).value.trim();
+    if (value) params.set(name, value);
+  }
   return params;
 }
 
@@ -313,9 +314,23 @@ async function loadUser() {
   $("user-details").hidden = false;
 }
 
-// One key per filled-in form, kept until the award is acknowledged: clicking again after an unclear
-// failure repeats the same award instead of crediting twice. Editing the form starts a new award.
-let awardKey = null;
+// One Idempotency-Key per form until its request succeeds or the form is changed: trying again after an
+// error repeats the same command instead of making a second one.
+const formKeys = {};
+
+async function sendOnce(form, path, body, describe) {
+  formKeys[form] ??= newKey();
+  let answer;
+  try {
+    answer = await api(path, { method: "POST", headers: { "Idempotency-Key": formKeys[form] }, body: JSON.stringify(body) });
+  } catch (error) {
+    say(`Could not ${form} (trying again repeats this same request): ${error.message}`, true);
+    return;
+  }
+  delete formKeys[form];
+  say(describe(answer));
+  await refresh(loadUser);
+}
 
 async function award() {
   const user = $("lookup-user").value.trim();
@@ -325,22 +340,29 @@ async function award() {
     say("An award needs a user, a number of points and a reason.", true);
     return;
   }
-  awardKey ??= newKey();
-  let awarded;
-  try {
-    awarded = await api("/v1/admin/awards", {
-      method: "POST", headers: { "Idempotency-Key": awardKey },
-      body: JSON.stringify({ user_id: user, points, reason }),
-    });
-  } catch (error) {
-    say(`Could not award points (trying again repeats this same award): ${error.message}`, true);
+  await sendOnce("award points", "/v1/admin/awards", { user_id: user, points, reason }, (awarded) => {
+    $("award-points").value = "";
+    $("award-reason").value = "";
+    return `Awarded ${points} points to ${user} (ledger entry ${awarded.event_id}; it shows here once recorded).`;
+  });
+}
+
+async function clawBack() {
+  const user = $("lookup-user").value.trim();
+  const points = Number($("clawback-points").value);
+  const reason = $("clawback-reason").value.trim();
+  if (!user || !points || !reason) {
+    say("Taking points back needs a user, a number of points and a reason.", true);
     return;
   }
-  awardKey = null;
-  $("award-points").value = "";
-  $("award-reason").value = "";
-  say(`Awarded ${points} points to ${user} (ledger entry ${awarded.event_id}; it shows here once recorded).`);
-  await refresh(loadUser);
+  if (!confirm(`Take ${points} points back from ${user}?`)) return;
+  await sendOnce("take points back", `/v1/admin/users/${encodeURIComponent(user)}/clawback`, { points, reason },
+    (taken) => {
+      $("clawback-points").value = "";
+      $("clawback-reason").value = "";
+      return `Took ${taken.recovered_points} points back from ${user}`
+        + (taken.unrecovered_points ? `; ${taken.unrecovered_points} more could not be covered and are owed.` : ".");
+    });
 }
 
 async function loadFlags() {
@@ -435,15 +457,19 @@ document.addEventListener("DOMContentLoaded", () => {
   $("sign-out").addEventListener("click", () => signedOut());
   $("severity").addEventListener("change", () => loadInsights().catch((e) => say(e.message, true)));
   $("queue-user").addEventListener("change", reloadQueue);
-  $("queue-reason").addEventListener("change", reloadQueue);
+  for (const id of ["queue-reason", "queue-type", "queue-age"]) $(id).addEventListener("change", reloadQueue);
   $("queue-first").addEventListener("click", reloadQueue);
   $("queue-next").addEventListener("click", () => queue.next && refresh(() => loadQueue(queue.next)));
   document.addEventListener("keydown", onKey);
   $("lookup").addEventListener("click", () => loadUser().catch((e) => say(e.message, true)));
   $("lookup-user").addEventListener("change", () => loadUser().catch((e) => say(e.message, true)));
   $("award").addEventListener("click", award);
+  $("clawback").addEventListener("click", clawBack);
+  for (const id of ["lookup-user", "clawback-points", "clawback-reason"]) {
+    $(id).addEventListener("input", () => { delete formKeys["take points back"]; });
+  }
   for (const id of ["lookup-user", "award-points", "award-reason"]) {
-    $(id).addEventListener("input", () => { awardKey = null; });
+    $(id).addEventListener("input", () => { delete formKeys["award points"]; });
   }
   $("save-flags").addEventListener("click", saveFlags);
   $("hold-pending").addEventListener("click", holdPending);
