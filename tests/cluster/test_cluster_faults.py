@@ -35,11 +35,15 @@ CLUSTER_ENV = {
     "POINTS_PROJECTOR_PORT": "28002",
     "POINTS_REDEEMER_PORT": "28003",
     "POINTS_STUCK_PENDING_SECONDS": "60",
+    # Its own brokers and PostgreSQL from the local launchers, even when the session's test stack
+    # runs in containers (testcontainers sets these for the session).
+    "POINTS_MANAGE_KAFKA": "true",
 }
 
 
 def points(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deploy.cli", *args], env={**os.environ, **env}, cwd=REPO_ROOT,
+    inherited = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    return subprocess.run([sys.executable, "-m", "deploy.cli", *args], env={**inherited, **env}, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -51,7 +55,7 @@ def cluster():
     shutil.rmtree(CLUSTER_ENV["POINTS_STATE_DIR"], ignore_errors=True)
     started = points("up", "--brokers", "3", "--instances", "2", env=CLUSTER_ENV)
     assert started.returncode == 0, started.stderr[-3000:]
-    stack = Stack(Settings(**{k: v for k, v in CLUSTER_ENV.items()}))
+    stack = Stack(Settings(**CLUSTER_ENV, DATABASE_URL=None))  # its own PostgreSQL, as `points up` gave it
     yield stack
     stack.down(echo=lambda _: None)
     shutil.rmtree(CLUSTER_ENV["POINTS_STATE_DIR"], ignore_errors=True)
