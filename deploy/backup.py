@@ -37,12 +37,6 @@ def _archive_name(broker) -> str:
     return f"{broker.name}.tar.gz"
 
 
-def _stop_writers(stack: Stack, echo) -> None:
-    for service in reversed(stack.services):
-        echo(f"stopping {service.name}")
-        service.process().stop()
-
-
 def _check_runs_here(stack: Stack) -> None:
     if not stack.settings.manage_kafka:
         raise BackupRefused("Kafka is not run by `points up` here: back its log directories up with the tools of "
@@ -57,7 +51,7 @@ def backup(stack: Stack, target: Path, echo=print) -> dict:
     target.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:
-        _stop_writers(stack, echo)
+        stack.stop_services(echo)
         echo("dumping PostgreSQL (pg_dump, custom format)")
         subprocess.run([_bin("pg_dump"), "--format=custom", f"--file={target / DUMP}", stack.settings.dsn],
                        check=True, capture_output=True, text=True)
@@ -93,7 +87,7 @@ def restore(stack: Stack, source: Path, echo=print) -> dict:
     if missing:
         raise BackupRefused(f"{source} lacks {', '.join(missing)}")
     try:
-        _stop_writers(stack, echo)
+        stack.stop_services(echo)
         for broker in stack.brokers:
             echo(f"stopping {broker.name} and putting its log directory back")
             broker.stop()

@@ -51,17 +51,13 @@ def command_key(*said: object) -> str:
     return "cli-" + hashlib.sha256("\x00".join(map(str, said)).encode()).hexdigest()[:40]
 
 
-def award_key(operator: str, user_id: str, points: int, reason: str) -> str:
-    return command_key(operator, user_id, points, reason)
-
-
 async def award(settings: Settings, *, operator: str, user_id: str, points: int, reason: str,
                 key: str | None = None) -> Reply:
     checked = AwardRequest(user_id=user_id, points=points, reason=reason)  # the API's own limits
     async with gateway_ports(settings) as ports:
         return await point_commands.award(ports, admin=operator, user_id=checked.user_id, points=checked.points,
                                           reason=checked.reason,
-                                          key=key or award_key(operator, user_id, points, reason), now=utcnow())
+                                          key=key or command_key(operator, user_id, points, reason), now=utcnow())
 
 
 async def claw_back(settings: Settings, *, operator: str, user_id: str, points: int | None,

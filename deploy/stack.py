@@ -220,10 +220,14 @@ class Stack:
         if self.settings.env != "prod":
             asyncio.run(seed_example_templates(self.settings.dsn))
 
-    def down(self, echo=print) -> None:
+    def stop_services(self, echo=print) -> None:
+        """Stop every service, last started first; Kafka and PostgreSQL keep running."""
         for service in reversed(self.services):
             echo(f"stopping {service.name}")
             service.process().stop()
+
+    def down(self, echo=print) -> None:
+        self.stop_services(echo)
         for part in reversed(self.infrastructure()):
             echo(f"stopping {part.name}")
             part.stop()

@@ -23,7 +23,7 @@ def _binary(*names: str) -> str:
     for name in names:
         if found := shutil.which(name):
             return found
-    raise RuntimeError(f"{names[0]} is missing: apt-get install {'prometheus' if names[0] == 'prometheus' else names[0]}")
+    raise RuntimeError(f"{names[0]} is missing: apt-get install {names[0]}")
 
 
 class _Launcher:
@@ -51,6 +51,18 @@ class _Launcher:
     def stop(self) -> None:
         self.process.stop(timeout=20)
 
+    def start(self, echo=print) -> None:
+        if self.process.pid() is not None:
+            return
+        self.home.mkdir(parents=True, exist_ok=True)
+        argv = self._argv()
+        echo(f"starting {self.name}")
+        self.process.start(argv)
+
+    def _argv(self) -> list[str]:
+        """The command line, its configuration written into the state folder first."""
+        raise NotImplementedError
+
 
 class PrometheusLauncher(_Launcher):
     name, port_setting = "prometheus", "prometheus_port"
@@ -73,14 +85,9 @@ class PrometheusLauncher(_Launcher):
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
 
-    def start(self, echo=print) -> None:
-        if self.process.pid() is not None:
-            return
-        self.home.mkdir(parents=True, exist_ok=True)
-        echo("starting Prometheus")
-        self.process.start([_binary("prometheus"), f"--config.file={self._config()}",
-                            f"--storage.tsdb.path={self.home / 'data'}",
-                            f"--web.listen-address=127.0.0.1:{self.settings.prometheus_port}"])
+    def _argv(self) -> list[str]:
+        return [_binary("prometheus"), f"--config.file={self._config()}", f"--storage.tsdb.path={self.home / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.settings.prometheus_port}"]
 
 
 class AlertmanagerLauncher(_Launcher):
@@ -101,14 +108,9 @@ class AlertmanagerLauncher(_Launcher):
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
 
-    def start(self, echo=print) -> None:
-        if self.process.pid() is not None:
-            return
+    def _argv(self) -> list[str]:
         if self.settings.alert_webhook_secret is None:
             raise RuntimeError("POINTS_ALERT_WEBHOOK_SECRET is needed for Alertmanager to call the gateway")
-        self.home.mkdir(parents=True, exist_ok=True)
-        echo("starting Alertmanager")
-        self.process.start([_binary("prometheus-alertmanager", "alertmanager"), f"--config.file={self._config()}",
-                            f"--storage.path={self.home / 'data'}",
-                            f"--web.listen-address=127.0.0.1:{self.settings.alertmanager_port}",
-                            "--cluster.listen-address="])
+        return [_binary("prometheus-alertmanager", "alertmanager"), f"--config.file={self._config()}",
+                f"--storage.path={self.home / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.settings.alertmanager_port}", "--cluster.listen-address="]
