@@ -1,9 +1,10 @@
 """One log format for every process: a line of JSON per record, fields passed as `extra`."""
 from __future__ import annotations
 
-import json
 import logging
 import sys
+
+import orjson
 
 _STANDARD = set(vars(logging.makeLogRecord({})))
 
@@ -19,7 +20,8 @@ class JsonFormatter(logging.Formatter):
         line.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        # orjson: a line per accepted event and per decision, so the encoder is on every event's path.
+        return orjson.dumps(line, default=str).decode()
 
 
 class Repeats(logging.Filter):
