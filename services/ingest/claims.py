@@ -1,7 +1,8 @@
 """The gateway's claim on (user, nonce) in PostgreSQL, shared by every gateway process.
 
-One statement per submission, serialised per user by an advisory lock, decides whether
-the request is new, a retry, a reuse of the nonce, or over the hourly limit. Only then is the
+One statement, serialised per user by an advisory lock, decides for each submission whether it is
+new, a retry, a reuse of the nonce, or over the hourly limit; the submissions that arrive together
+share the statement. Only then is the
 record published; the claim remembers it until Kafka acknowledges, so a retry can publish the
 very same event (same event id) again, and nothing is counted twice downstream.
 """
@@ -14,11 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
+from prometheus_client import Histogram
 
 from services.ingest.ratelimit import WINDOW, Quota
 from shared.events import EventSubmitted, utcnow
 
 log = logging.getLogger("points.ingest")
+CLAIMS_PER_STATEMENT = Histogram("ingest_claims_per_statement", "Submissions claimed together in one PostgreSQL "
+                                 "statement", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 
 
 @dataclass(frozen=True)
@@ -46,13 +50,7 @@ class RateLimited:
 Outcome = Claimed | Duplicate | NonceReused | RateLimited
 
 
-async def claim(pool: asyncpg.Pool, event: EventSubmitted, *, limit: int, ttl: timedelta) -> Outcome:
-    """One statement (migration 0012's claim_nonce): the lock, the look-up, the count and the insert
-    in one round trip."""
-    row = await pool.fetchrow(
-        "SELECT * FROM claim_nonce($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        event.user_id, event.nonce, event.event_id, event.body_hash, event.received_at, event.received_at + ttl,
-        event.model_dump(mode="json"), event.received_at - WINDOW, limit)
+def _outcome(row, *, limit: int) -> Outcome:
     match row["outcome"]:
         case "reused":
             return NonceReused()
@@ -61,6 +59,88 @@ async def claim(pool: asyncpg.Pool, event: EventSubmitted, *, limit: int, ttl: t
                              claimed_at=row["claimed_at"])
     quota = Quota(limit=limit, used=row["used"], oldest_in_window=row["oldest"])
     return RateLimited(quota) if row["outcome"] == "limited" else Claimed(quota)
+
+
+class Claims:
+    """Claims on (user, nonce), sent to PostgreSQL a batch at a time (migration 0014's claim_nonces).
+
+    A claim goes at once while fewer than `most_in_flight` statements are out; the claims that arrive
+    meanwhile wait for the next statement and share it. So a lone request pays one round trip and no
+    wait, and under load a statement (and a commit) serves many: the round trip and the commit were
+    most of what a submission cost PostgreSQL and a good part of what it cost the gateway.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, limit: int, ttl: timedelta, most_in_flight: int = 3,
+                 most_per_batch: int = 200):
+        self.pool, self.limit, self.ttl = pool, limit, ttl
+        self.most_in_flight, self.most_per_batch = most_in_flight, most_per_batch
+        self._waiting: list[tuple[EventSubmitted, asyncio.Future]] = []
+        self._in_flight: set[asyncio.Task] = set()
+
+    async def claim(self, event: EventSubmitted) -> Outcome:
+        """The outcome for this submission: new (claimed), a retry, a reuse of the nonce, or over the limit."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((event, future))
+        self._dispatch()
+        return await future
+
+    def _dispatch(self) -> None:
+        while self._waiting and len(self._in_flight) < self.most_in_flight:
+            batch, self._waiting = self._waiting[:self.most_per_batch], self._waiting[self.most_per_batch:]
+            task = asyncio.create_task(self._settle(batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._landed)
+
+    def _landed(self, task: asyncio.Task) -> None:
+        self._in_flight.discard(task)
+        self._dispatch()
+
+    async def _settle(self, batch: list[tuple[EventSubmitted, asyncio.Future]]) -> None:
+        try:
+            outcomes = await self._claim_all([event for event, _ in batch])
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
+        except asyncpg.PostgresError as exc:
+            if len(batch) == 1:
+                _answer(batch[0][1], error=exc)
+                return
+            # One submission PostgreSQL refuses must not fail the others: each alone then.
+            for event, future in batch:
+                try:
+                    (outcome,) = await self._claim_all([event])
+                except Exception as alone:
+                    _answer(future, error=alone)
+                else:
+                    _answer(future, outcome)
+            return
+        except Exception as exc:
+            for _, future in batch:
+                _answer(future, error=exc)
+            return
+        for (_, future), outcome in zip(batch, outcomes):
+            _answer(future, outcome)
+
+    async def _claim_all(self, events: list[EventSubmitted]) -> list[Outcome]:
+        CLAIMS_PER_STATEMENT.observe(len(events))
+        rows = await self.pool.fetch(
+            "SELECT * FROM claim_nonces($1, $2, $3, $4, $5, $6, $7, $8, $9) ORDER BY ord",
+            [e.user_id for e in events], [e.nonce for e in events], [e.event_id for e in events],
+            [e.body_hash for e in events], [e.received_at for e in events],
+            [e.received_at + self.ttl for e in events], [e.model_dump_json() for e in events],
+            [e.received_at - WINDOW for e in events], self.limit)
+        return [_outcome(row, limit=self.limit) for row in rows]
+
+
+def _answer(future: asyncio.Future, outcome: Outcome | None = None, *, error: BaseException | None = None) -> None:
+    """Settle a waiting request, unless it went away (its client disconnected)."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(outcome)
 
 
 class PublishedMarks:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from services.ingest.claims import PublishedMarks
+from services.ingest.claims import Claims, PublishedMarks
 from services.ingest.publisher import KafkaPublisher
 from services.ingest.replies import ReplyWaiter
 from shared.coupon_codes import CouponKeys
@@ -16,6 +16,7 @@ from shared.settings import Settings
 class Ports:
     pool: asyncpg.Pool
     publisher: KafkaPublisher
+    claims: Claims
     marks: PublishedMarks
     replies: ReplyWaiter
     settings: Settings

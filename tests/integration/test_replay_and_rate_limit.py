@@ -149,3 +149,58 @@ async def test_a_submission_delivered_twice_to_kafka_is_decided_once(gateway, to
     decided = await decided_event(gateway, token(user), str(event.event_id))
     assert decided["validation_status"] == "validated"
     assert (await gateway.get("/v1/me/points", headers=token(user))).json()["available_points"] == 20
+
+
+def _submission(user: str, nonce: str, habit: str = "h1"):
+    return accept(user_id=user, event_type="habit_completed", event_time=datetime.now(timezone.utc),
+                  nonce=nonce, payload={"habit_id": habit}, device_id=None, proof_type="none",
+                  now=datetime.now(timezone.utc))
+
+
+def _statements() -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("ingest_claims_per_statement_count") or 0.0
+
+
+async def test_claims_arriving_together_share_a_statement_and_each_keeps_its_own_outcome(db):
+    from services.ingest import claims
+
+    quota_user, retrying_user = new_user(), new_user()
+    first = _submission(retrying_user, "n-1")
+    together = ([_submission(quota_user, f"q-{i}") for i in range(8)]
+                + [first, first, _submission(retrying_user, "n-1", habit="h2")])
+    gateway_claims = claims.Claims(db, limit=5, ttl=timedelta(hours=25), most_in_flight=1)
+    before = _statements()
+
+    outcomes = await asyncio.gather(*[gateway_claims.claim(event) for event in together])
+
+    assert _statements() - before < len(together)
+    assert [type(o).__name__ for o in outcomes[:8]] == ["Claimed"] * 5 + ["RateLimited"] * 3
+    assert [o.quota.used for o in outcomes[:5]] == [0, 1, 2, 3, 4]
+    assert isinstance(outcomes[8], claims.Claimed)
+    assert isinstance(outcomes[9], claims.Duplicate) and outcomes[9].event.event_id == first.event_id
+    assert isinstance(outcomes[10], claims.NonceReused)
+    assert await db.fetchval("SELECT count(*) FROM used_nonces WHERE user_id = $1", quota_user) == 5
+
+
+async def test_a_submission_postgresql_refuses_does_not_fail_the_others_in_its_statement(db):
+    """A key too long for the claims' index fails its statement; its neighbours are claimed alone."""
+    import secrets
+
+    import asyncpg
+
+    from services.ingest import claims
+
+    users = [new_user() for _ in range(4)]
+    refused = _submission(secrets.token_hex(10_000), "n-1")
+    gateway_claims = claims.Claims(db, limit=5, ttl=timedelta(hours=25), most_in_flight=1)
+
+    outcomes = await asyncio.gather(*[gateway_claims.claim(_submission(user, "n-1")) for user in users[:2]],
+                                    gateway_claims.claim(refused),
+                                    *[gateway_claims.claim(_submission(user, "n-1")) for user in users[2:]],
+                                    return_exceptions=True)
+
+    assert isinstance(outcomes[2], asyncpg.PostgresError)
+    assert all(isinstance(o, claims.Claimed) for i, o in enumerate(outcomes) if i != 2), outcomes
+    assert await db.fetchval("SELECT count(*) FROM used_nonces WHERE user_id = ANY($1)", users) == 4

@@ -31,9 +31,7 @@ async def _publish(ports: Ports, event: EventSubmitted) -> None:
 async def submit_event(ports: Ports, event: EventSubmitted, *, now: datetime) -> Accepted:
     """Claim the event's nonce (and a place in the user's hourly quota), then publish it; a retry
     with the same body gets the first event."""
-    settings = ports.settings
-    outcome = await claims.claim(ports.pool, event, limit=settings.rate_limit_per_hour,
-                                 ttl=timedelta(hours=settings.nonce_ttl_hours))
+    outcome = await ports.claims.claim(event)
     match outcome:
         case claims.NonceReused():
             raise Problem(422, "nonce-reused", "This nonce was already used with a different body.",
