@@ -15,7 +15,6 @@ exactly once as far as anything downstream (read_committed) can tell.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import ProducerFenced, TransactionalIdAuthorizationFailed
@@ -33,7 +33,7 @@ from prometheus_client import Counter, Histogram
 
 from shared import topics
 from shared.changelog import read_to_end
-from shared.consuming import FETCH_MAX_WAIT_MS, fill
+from shared.consuming import FETCH_MAX_WAIT_MS, LINGER_MS, fill
 from shared.deadletter import dead_letter
 from shared.envelope import to_record
 from shared.events import Event, utcnow
@@ -215,7 +215,7 @@ class TransactionalWorker(ABC, Generic[State]):
         await asyncio.gather(*(self._fence_earlier_owners(p) for p in partitions))
         stored = await read_to_end(self.bootstrap, self.state_topic, partitions)
         for partition, values in stored.items():
-            self.states[partition] = {key.decode(): self.state_class.from_dict(json.loads(value))
+            self.states[partition] = {key.decode(): self.state_class.from_dict(orjson.loads(value))
                                       for key, value in values.items()}
         if rewind:
             await self._rewind(partitions)
@@ -240,6 +240,10 @@ class TransactionalWorker(ABC, Generic[State]):
         self.fenced[partition] = time.monotonic()
         await self.release({partition})
 
+    def linger_ms(self, batches: Mapping[TopicPartition, list]) -> int:
+        """How long a small batch waits for more before its transactions (shared/consuming.py)."""
+        return LINGER_MS
+
     # -- the loop -----------------------------------------------------------------------------
     async def run(self) -> None:
         aborts_in_a_row, failing_since = 0, None
@@ -259,7 +263,7 @@ class TransactionalWorker(ABC, Generic[State]):
             batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
             if not batches:
                 continue
-            batches = await fill(self.consumer, batches, max_records=500)
+            batches = await fill(self.consumer, batches, max_records=500, linger_ms=self.linger_ms(batches))
             if generation != self.generation or self.rebalancing:
                 # A rebalance while these were read: some may predate it, some not. None is handled;
                 # every partition reads on from its last commit instead.
@@ -364,7 +368,7 @@ class TransactionalWorker(ABC, Generic[State]):
                     results.append(result)
                 offsets[tp] = messages[-1].offset + 1
             for user in touched:
-                value = json.dumps(self.state(partition, user).to_dict(), separators=(",", ":")).encode()
+                value = orjson.dumps(self.state(partition, user).to_dict())
                 await self.send(self.state_topic, value, key=user.encode(), partition=partition)
             # A record the broker refused (too large, say) fails its future only: the commit would
             # still go through, offsets without that output. So every send is awaited first.

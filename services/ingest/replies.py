@@ -9,12 +9,12 @@ from uuid import UUID
 from aiokafka import AIOKafkaConsumer
 
 from shared import topics
-from shared.consuming import FETCH_MAX_WAIT_MS
 from shared.envelope import UnreadableRecord, from_record
 from shared.events import CommandAnswered
 from shared.signing import BadSignature, Keyring
 
 log = logging.getLogger("points.ingest")
+REPLY_FETCH_MAX_WAIT_MS = 10
 
 
 class ReplyWaiter:
@@ -22,10 +22,12 @@ class ReplyWaiter:
 
     def __init__(self, bootstrap: str, keyring: Keyring):
         self.keyring = keyring
-        # Without a group, a subscription is every partition of the topic, from its end on.
+        # Without a group, a subscription is every partition of the topic, from its end on. A commit
+        # does not wake a read_committed fetch waiting at the broker: an answer waits out the
+        # fetch's wait, so it is short here, where a client waits on every answer.
         self.consumer = AIOKafkaConsumer(topics.REPLIES, bootstrap_servers=bootstrap, group_id=None,
                                          enable_auto_commit=False, auto_offset_reset="latest",
-                                         isolation_level="read_committed", fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
+                                         isolation_level="read_committed", fetch_max_wait_ms=REPLY_FETCH_MAX_WAIT_MS)
         self.waiting: dict[UUID, asyncio.Future] = {}
         self._task: asyncio.Task | None = None
         self.started = False

@@ -24,6 +24,7 @@ from shared.transactional import TransactionalWorker
 log = logging.getLogger("points.redeemer")
 
 ANSWERS = Counter("redeemer_answers_total", "Commands answered", ["command", "outcome"])
+COMMAND_LINGER_MS = 2
 DEAD = Counter("redeemer_dead_lettered_records_total", "Untrusted or unreadable records set aside", ["topic"])
 
 
@@ -57,6 +58,13 @@ class Redeemer(TransactionalWorker[Account]):
                                record.user_id, tp.partition)
         await self.publish(topics.REPLIES, answer, record.user_id, tp.partition)
         return record.user_id, answer
+
+    def linger_ms(self, batches) -> int:
+        # A command's client waits on its answer: a batch holding one goes at once (but for a
+        # moment, to gather the others of a burst). Credits alone wait for company, as events do.
+        if any(tp.topic == topics.COMMANDS for tp in batches):
+            return COMMAND_LINGER_MS
+        return super().linger_ms(batches)
 
     def committed(self, partition: int, results: list[CommandAnswered | None]) -> None:
         for answer in results:
