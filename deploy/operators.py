@@ -11,7 +11,7 @@ from shared.signing import keyring_from, signer_from
 from uuid import UUID
 
 from services.ingest import templates
-from services.ingest.claims import PublishedMarks
+from services.ingest.claims import PublishedMarks, claims_from
 from services.ingest.commands import coupons, review
 from services.ingest.commands import points as point_commands
 from services.ingest.commands.base import Reply
@@ -36,9 +36,9 @@ async def gateway_ports(settings: Settings, *, answers: bool = False) -> AsyncIt
         await publisher.start()
         if replies is not None:
             await replies.start()
-        # No command here submits an event, so nothing is ever marked published.
-        yield Ports(pool=pool, publisher=publisher, marks=PublishedMarks(pool), replies=replies, settings=settings,
-                    keys=coupon_keys_from(settings))
+        # No command here submits an event, so nothing is ever claimed or marked published.
+        yield Ports(pool=pool, publisher=publisher, claims=claims_from(pool, settings), marks=PublishedMarks(pool),
+                    replies=replies, settings=settings, keys=coupon_keys_from(settings))
     finally:
         if replies is not None and replies.started:
             await replies.stop()

@@ -103,8 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.flags.refresh()
         app.state.ports = Ports(
             pool=app.state.pool, publisher=app.state.publisher, marks=app.state.marks,
-            claims=claims.Claims(app.state.pool, limit=settings.rate_limit_per_hour,
-                                 ttl=timedelta(hours=settings.nonce_ttl_hours)),
+            claims=claims.claims_from(app.state.pool, settings),
             replies=app.state.replies, settings=settings, keys=app.state.coupon_keys)
         ops = None if settings.exposes_ops_publicly else await start_ops_server(
             settings.ops_host, settings.gateway_ops_port, ready=lambda: app.state.publisher.started)

@@ -13,12 +13,16 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import asyncpg
 from prometheus_client import Histogram
 
 from services.ingest.ratelimit import WINDOW, Quota
 from shared.events import EventSubmitted, utcnow
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 log = logging.getLogger("points.ingest")
 CLAIMS_PER_STATEMENT = Histogram("ingest_claims_per_statement", "Submissions claimed together in one PostgreSQL "
@@ -131,6 +135,11 @@ class Claims:
             [e.received_at + self.ttl for e in events], [e.model_dump_json() for e in events],
             [e.received_at - WINDOW for e in events], self.limit)
         return [_outcome(row, limit=self.limit) for row in rows]
+
+
+def claims_from(pool: asyncpg.Pool, settings: "Settings") -> Claims:
+    """The claims of a gateway with these settings' hourly limit and nonce lifetime."""
+    return Claims(pool, limit=settings.rate_limit_per_hour, ttl=timedelta(hours=settings.nonce_ttl_hours))
 
 
 def _answer(future: asyncio.Future, outcome: Outcome | None = None, *, error: BaseException | None = None) -> None:
