@@ -33,6 +33,10 @@ from shared.settings import Settings
 BROKEN_P99_MS = 1000.0
 BROKEN_ERROR_SHARE = 0.01
 BROKEN_ACCEPTED_SHARE = 0.9
+# Issue #10's goals, reported against each run (never asserted in a test: timing is the machine's).
+GOAL_CPU_MS_PER_EVENT = 1.5
+GOAL_RATE, GOAL_SECONDS, GOAL_P99_MS, GOAL_DECISION_P99_MS, GOAL_DRAIN_SECONDS = 1000, 60, 100.0, 1000.0, 5.0
+GOAL_BURST_P95_MS = GOAL_REDEMPTION_P95_MS = 100.0
 SAMPLE_EVERY = 10  # one event in this many has its decision latency measured
 WARM_UP_SECONDS = 45.0
 
@@ -340,15 +344,47 @@ class KneeReport:
     steps: list[Step]
     burst: Step | None
 
+    @staticmethod
+    def stack_cpu_ms(step: Step) -> float:
+        return sum(v for k, v in step.cpu_per_event().items() if k != "load generator")
+
+    def goals(self, redemption_p95_ms: float | None) -> list[tuple[str, str, bool]]:
+        """(goal, what this run measured, met) for each of issue #10's goals."""
+        kept = [step for step in self.steps if not step.broken]
+        best = max(kept, key=lambda step: step.rate, default=None)
+        rows = [(f"whole stack <= {GOAL_CPU_MS_PER_EVENT} CPU-ms per event",
+                 f"{self.stack_cpu_ms(best):.2f} at {best.name}" if best else "no step kept up",
+                 best is not None and self.stack_cpu_ms(best) <= GOAL_CPU_MS_PER_EVENT)]
+        at = next((step for step in self.steps if step.offered == GOAL_RATE), None)
+        if at is None:
+            rows.append((f"{GOAL_RATE} ev/s for {GOAL_SECONDS} s", "not reached (an earlier step broke)", False))
+        else:
+            p99, decision_p99 = at.ms(at.latencies, 0.99), at.ms(at.decisions, 0.99)
+            rows.append((f"{GOAL_RATE} ev/s for {GOAL_SECONDS} s, p99 < {GOAL_P99_MS:.0f} ms, every event decided, "
+                         f"decision p99 < {GOAL_DECISION_P99_MS / 1000:.0f} s, drained within {GOAL_DRAIN_SECONDS:.0f} s",
+                         f"{at.rate:.0f} ev/s for {at.seconds:.0f} s, p99 {p99:.0f} ms, {at.undecided} undecided, "
+                         f"decision p99 {decision_p99:.0f} ms, drained in {at.drain_seconds:.1f} s",
+                         at.seconds >= GOAL_SECONDS and at.rate >= 0.99 * GOAL_RATE and p99 < GOAL_P99_MS
+                         and at.undecided == 0 and decision_p99 < GOAL_DECISION_P99_MS
+                         and at.drain_seconds <= GOAL_DRAIN_SECONDS))
+        if self.burst is not None:
+            p95 = self.burst.ms(self.burst.latencies, 0.95)
+            rows.append((f"100 users arriving together: p95 < {GOAL_BURST_P95_MS:.0f} ms, 0 errors",
+                         f"p95 {p95:.0f} ms, {self.burst.errors} errors",
+                         p95 < GOAL_BURST_P95_MS and self.burst.errors == 0))
+        if redemption_p95_ms is not None:
+            rows.append((f"the guide's redemptions (50 concurrent): p95 < {GOAL_REDEMPTION_P95_MS:.0f} ms",
+                         f"p95 {redemption_p95_ms:.0f} ms", redemption_p95_ms < GOAL_REDEMPTION_P95_MS))
+        return rows
+
     def _row(self, step: Step) -> str:
-        cpu = step.cpu_per_event()
-        total = sum(v for k, v in cpu.items() if k != "load generator")
+        total = self.stack_cpu_ms(step)
         return (f"| {step.name} | {step.offered:.0f} | {step.rate:.0f} | {step.ms(step.latencies, 0.5):.0f} | "
                 f"{step.ms(step.latencies, 0.99):.0f} | {step.errors} | {step.ms(step.decisions, 0.5):.0f} | "
                 f"{step.ms(step.decisions, 0.99):.0f} | {step.drain_seconds:.1f} | {total:.1f} | "
                 f"{'yes' if step.broken else 'no'} |")
 
-    def markdown(self) -> str:
+    def markdown(self, redemption_p95_ms: float | None = None) -> str:
         steps = [*self.steps, *([self.burst] if self.burst else [])]
         processes = sorted({name for step in steps for name in step.cpu_ms})
         lines = [
@@ -379,10 +415,13 @@ class KneeReport:
             lines += ["", f"Highest step kept up with: {best.offered:.0f} ev/s offered, {best.rate:.0f} accepted "
                           f"({best.rate / self.healthz_rate:.1%} of the `/healthz` rate, "
                           f"{best.rate / self.produce_rate:.1%} of raw produce)."]
+        lines += ["", "## Goals (issue #10)", "", "| goal | this run | met |", "|---|---|---|",
+                  *[f"| {goal} | {figure} | {'yes' if met else 'no'} |" for goal, figure, met in
+                    self.goals(redemption_p95_ms)]]
         return "\n".join(lines) + "\n"
 
 
-async def run(settings: Settings, pids: dict[str, int], *, rates: tuple[int, ...] = (50, 100, 200, 400, 800, 1600),
+async def run(settings: Settings, pids: dict[str, int], *, rates: tuple[int, ...] = (250, 500, 750, 1000, 2000),
               seconds: float = 20.0, echo: Callable[[str], None] = print) -> KneeReport:
     gateway = settings.gateway_url
     load = Load(settings, gateway)

@@ -58,3 +58,31 @@ def test_cpu_per_event_is_each_process_share_of_the_accepted_events():
 
     assert done.cpu_per_event() == {"kafka": 4.0, "ingest": 2.0, "load generator": 0.9}
     assert "| 100/s | 100 | 100 | 10 | 10 | 0 | 50 | 50 | 0.0 | 6.0 | no |" in report.markdown()
+
+
+def test_the_goals_table_says_which_of_the_issues_goals_a_run_met():
+    from deploy.knee import KneeReport, Step
+
+    fast = Step("1000/s", 1000, 60, accepted=60_000, latencies=[0.01] * 100, decisions=[0.3] * 10,
+                drain_seconds=1.0, cpu_ms={"kafka": 30_000.0, "ingest": 50_000.0, "load generator": 9_000.0})
+    slow_burst = Step("100-users-at-once", 0, 11, accepted=1000, latencies=[0.01] * 90 + [0.2] * 10)
+    report = KneeReport(datetime(2026, 11, 27, tzinfo=timezone.utc), 2, 2000.0, 20000.0, 30000.0, [fast],
+                        slow_burst)
+
+    cpu, sustained, burst, redemptions = [(figure, met) for _, figure, met in report.goals(80.0)]
+
+    assert cpu == ("1.33 at 1000/s", True)
+    assert sustained[1] is True
+    assert burst == ("p95 200 ms, 0 errors", False)
+    assert redemptions == ("p95 80 ms", True)
+    assert "| the guide's redemptions (50 concurrent): p95 < 100 ms | p95 80 ms | yes |" in report.markdown(80.0)
+
+
+def test_a_rate_the_run_never_reached_is_a_goal_not_met():
+    from deploy.knee import KneeReport, Step
+
+    broke = Step("500/s", 500, 20, accepted=5000, latencies=[2.0] * 100)
+    report = KneeReport(datetime(2026, 11, 27, tzinfo=timezone.utc), 2, 2000.0, 20000.0, 30000.0, [broke], None)
+
+    assert [(figure, met) for _, figure, met in report.goals(None)] == [
+        ("no step kept up", False), ("not reached (an earlier step broke)", False)]
