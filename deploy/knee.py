@@ -422,7 +422,7 @@ class KneeReport:
 
 
 async def run(settings: Settings, pids: dict[str, int], *, rates: tuple[int, ...] = (250, 500, 750, 1000, 2000),
-              seconds: float = 20.0, echo: Callable[[str], None] = print) -> KneeReport:
+              seconds: float = 60.0, echo: Callable[[str], None] = print) -> KneeReport:
     gateway = settings.gateway_url
     load = Load(settings, gateway)
     echo("measuring the floors")
