@@ -7,6 +7,7 @@ deploy/alertmanager/alertmanager.yml, with this stack's ports, so several stacks
 from __future__ import annotations
 
 import shutil
+from abc import ABC, abstractmethod
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,7 +27,7 @@ def _binary(*names: str) -> str:
     raise RuntimeError(f"{names[0]} is missing: apt-get install {names[0]}")
 
 
-class _Launcher:
+class _Launcher(ABC):
     name: str
     port_setting: str
 
@@ -59,9 +60,9 @@ class _Launcher:
         echo(f"starting {self.name}")
         self.process.start(argv)
 
+    @abstractmethod
     def _argv(self) -> list[str]:
         """The command line, its configuration written into the state folder first."""
-        raise NotImplementedError
 
 
 class PrometheusLauncher(_Launcher):
