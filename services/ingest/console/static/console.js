@@ -332,34 +332,36 @@ async function sendOnce(form, path, body, describe) {
   await refresh(loadUser);
 }
 
-async function award() {
-  const user = $("lookup-user").value.trim();
-  const points = Number($("award-points").value);
-  const reason = $("award-reason").value.trim();
-  if (!user || !points || !reason) {
-    say("An award needs a user, a number of points and a reason.", true);
-    return;
+// The award and clawback forms: the looked-up user, and the form's points and reason (cleared by clear()).
+function pointsForm(form, needs) {
+  const entry = { user: $("lookup-user").value.trim(), points: Number($(`${form}-points`).value),
+                  reason: $(`${form}-reason`).value.trim() };
+  if (!entry.user || !entry.points || !entry.reason) {
+    say(`${needs} a user, a number of points and a reason.`, true);
+    return null;
   }
+  entry.clear = () => { $(`${form}-points`).value = ""; $(`${form}-reason`).value = ""; };
+  return entry;
+}
+
+async function award() {
+  const entry = pointsForm("award", "An award needs");
+  if (!entry) return;
+  const { user, points, reason } = entry;
   await sendOnce("award points", "/v1/admin/awards", { user_id: user, points, reason }, (awarded) => {
-    $("award-points").value = "";
-    $("award-reason").value = "";
+    entry.clear();
     return `Awarded ${points} points to ${user} (ledger entry ${awarded.event_id}; it shows here once recorded).`;
   });
 }
 
 async function clawBack() {
-  const user = $("lookup-user").value.trim();
-  const points = Number($("clawback-points").value);
-  const reason = $("clawback-reason").value.trim();
-  if (!user || !points || !reason) {
-    say("Taking points back needs a user, a number of points and a reason.", true);
-    return;
-  }
+  const entry = pointsForm("clawback", "Taking points back needs");
+  if (!entry) return;
+  const { user, points, reason } = entry;
   if (!confirm(`Take ${points} points back from ${user}?`)) return;
   await sendOnce("take points back", `/v1/admin/users/${encodeURIComponent(user)}/clawback`, { points, reason },
     (taken) => {
-      $("clawback-points").value = "";
-      $("clawback-reason").value = "";
+      entry.clear();
       return `Took ${taken.recovered_points} points back from ${user}`
         + (taken.unrecovered_points ? `; ${taken.unrecovered_points} more could not be covered and are owed.` : ".");
     });
