@@ -13,8 +13,9 @@ ENOUGH_RECORDS = 200
 # records wake it), so records become readable to it only when its wait runs out: Kafka's default
 # 500 ms wait was most of the time from an event's acceptance to its readable decision.
 FETCH_MAX_WAIT_MS = 50
-# For the event pipeline (validator, projector), where a decision has a second: at 400 ev/s, 60 ms
-# rather than 20 took a fifth off the validator's, the projector's and the redeemer's CPU per event.
+# Where nobody waits on the batch (events to decide, rows to project, credits to count: a decision
+# has a second): at 400 ev/s, 60 ms rather than 20 took a tenth off the validator's CPU per event and
+# a fifth off the projector's and the redeemer's (docs/performance.md).
 LINGER_MS = 60
 
 

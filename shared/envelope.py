@@ -11,7 +11,6 @@ from cloudevents.core.v1.event import CloudEvent
 from shared.events import EVENT_TYPES, Event, utcnow
 
 
-
 class _PydanticJSON(JSONFormat):
     """Leaves the value as bytes: pydantic writes and reads our events' JSON in one pass each, where
     the json module and then the model (or the model and then the json module) took two."""

@@ -2,9 +2,9 @@
 
 One statement, serialised per user by an advisory lock, decides for each submission whether it is
 new, a retry, a reuse of the nonce, or over the hourly limit; the submissions that arrive together
-share the statement. Only then is the
-record published; the claim remembers it until Kafka acknowledges, so a retry can publish the
-very same event (same event id) again, and nothing is counted twice downstream.
+share the statement. Only then is the record published; the claim remembers it until Kafka
+acknowledges, so a retry can publish the very same event (same event id) again, and nothing is
+counted twice downstream.
 """
 from __future__ import annotations
 
@@ -70,8 +70,7 @@ class Claims:
 
     A claim goes at once while fewer than `most_in_flight` statements are out; the claims that arrive
     meanwhile wait for the next statement and share it. So a lone request pays one round trip and no
-    wait, and under load a statement (and a commit) serves many: the round trip and the commit were
-    most of what a submission cost PostgreSQL and a good part of what it cost the gateway.
+    wait, and under load one statement (one round trip, one commit) serves many requests.
     """
 
     def __init__(self, pool: asyncpg.Pool, *, limit: int, ttl: timedelta, most_in_flight: int = 3,
