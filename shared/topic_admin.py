@@ -55,13 +55,18 @@ class Report:
     fixed: dict[str, dict[str, tuple[str | None, str]]] = field(default_factory=dict)
 
 
-def _check(response, what: str, tolerated: Iterable[int] = ()) -> None:
+def _check(response, what: str, tolerated: Iterable[int] = ()) -> set[str]:
+    """Raise on an error not tolerated; the names that had a tolerated one."""
     obj = response.to_object()
+    had = set()
     for entry in obj.get("topic_errors") or obj.get("resources") or []:
         code = entry.get("error_code", 0)
+        name = entry.get("topic") or entry.get("resource_name")
         if code and code not in tolerated:
-            name = entry.get("topic") or entry.get("resource_name")
             raise RuntimeError(f"{what} {name}: error {code} {entry.get('error_message') or ''}".strip())
+        if code:
+            had.add(name)
+    return had
 
 
 async def describe(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, Found]:
@@ -110,11 +115,16 @@ async def ensure_topics(bootstrap: str, layout: Layout, specs: tuple[TopicSpec, 
         missing = [spec for spec in specs if spec.name not in found]
         if missing:
             echo(f"creating {len(missing)} topics")
-            _check(await admin.create_topics([
+            existed = _check(await admin.create_topics([
                 NewTopic(spec.name, layout.partitions_of(spec), layout.replication_factor,
                          topic_configs=spec.configs(layout.min_insync_replicas)) for spec in missing]),
                 "creating topic", tolerated=(TOPIC_ALREADY_EXISTS,))
-            report.created = [spec.name for spec in missing]
+            report.created = [spec.name for spec in missing if spec.name not in existed]
+            if existed:
+                # Made a moment ago by someone else (another `points up`, a client), not yet in the
+                # metadata read above: its shape is checked like any other's, once it is visible.
+                await _wait_until_visible(admin, sorted(existed))
+                found |= await describe(admin, sorted(existed))
         refusals, alterations = [], []
         for spec in specs:
             if spec.name not in found:
