@@ -57,6 +57,8 @@ FENCED_GRACE_SECONDS = 15.0
 DEFERRED = Counter("points_batches_deferred_total", "Partitions' records held back until a topic they wait for "
                    "was read to its end", ["group", "topic"])
 FENCING_ERRORS = (ProducerFenced, TransactionalIdAuthorizationFailed)
+# How many users' states are decoded between two turns of the event loop while restoring.
+RESTORE_SLICE = 2000
 
 
 @dataclass
@@ -86,17 +88,13 @@ class _Restore(ConsumerRebalanceListener):
             await self.worker.release({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned) -> None:
+        # The partitions are taken over by the loop, not here: aiokafka sends no heartbeat while
+        # this runs, and a state that takes longer to read back than the session timeout would get
+        # this member expelled, and the rejoin would read it all again, round after round.
         async with self.worker.batch_lock:
             self.worker.generation += 1
             self.worker.rebalancing = False
-            partitions = {tp.partition for tp in assigned}
             self.worker.fenced.clear()
-            try:
-                # The consumer starts these partitions from their committed offsets itself.
-                await self.worker.take_over(partitions, rewind=False)
-            except Exception:
-                # Not owned until restored: the loop leaves these partitions alone and retries.
-                log.exception("taking over partitions failed; will retry", extra={"group": self.worker.group})
 
 
 class TransactionalWorker(ABC, Generic[State]):
@@ -215,8 +213,11 @@ class TransactionalWorker(ABC, Generic[State]):
         await asyncio.gather(*(self._fence_earlier_owners(p) for p in partitions))
         stored = await read_to_end(self.bootstrap, self.state_topic, partitions)
         for partition, values in stored.items():
-            self.states[partition] = {key.decode(): self.state_class.from_dict(orjson.loads(value))
-                                      for key, value in values.items()}
+            states = self.states[partition] = {}
+            for count, (key, value) in enumerate(values.items(), 1):
+                states[key.decode()] = self.state_class.from_dict(orjson.loads(value))
+                if count % RESTORE_SLICE == 0:
+                    await asyncio.sleep(0)  # heartbeats and the gateway's answers go on meanwhile
         if rewind:
             await self._rewind(partitions)
         self.owned |= partitions

@@ -125,3 +125,45 @@ async def test_a_partition_a_stale_owner_fenced_is_taken_back_and_each_record_ha
         await running
         await worker.stop()
         await producer.stop()
+
+
+async def test_a_state_slower_to_read_back_than_the_session_timeout_keeps_the_worker_in_its_group(
+        settings, copier_topics):
+    Copier = copier_class(copier_topics)
+    # aiokafka's consumer is expelled from its group after 10 s without a heartbeat.
+    session_timeout, heartbeat_interval = 10.0, 3.0
+
+    class SlowToRestore(Copier):
+        """As if each partition's state were big: reading it back takes longer than a session."""
+
+        async def take_over(self, partitions, *, rewind=True):
+            await asyncio.sleep(session_timeout + 10)
+            await super().take_over(partitions, rewind=rewind)
+
+    worker = SlowToRestore(settings.kafka_bootstrap_servers, signer=signer_from(settings),
+                           keyring=keyring_from(settings))
+    await worker.start()
+    running = asyncio.create_task(worker.run())
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        async def ready():
+            return worker.ready()
+
+        await eventually(ready, timeout=90)
+        generation = worker.generation
+        # An expelled member learns it at its next heartbeat, then rejoins and restores again.
+        await asyncio.sleep(2 * heartbeat_interval)
+        assert worker.ready() and worker.generation == generation, "expelled from the group after restoring"
+
+        await producer.send_and_wait(copier_topics["input"], b"after", key=b"k", partition=1)
+
+        async def copied():
+            return await committed_output(settings, copier_topics["output"], 1) == [b"after"]
+
+        await eventually(copied, timeout=30)
+    finally:
+        worker.running = False
+        await running
+        await worker.stop()
+        await producer.stop()
