@@ -206,9 +206,9 @@ class TransactionalWorker(ABC, Generic[State]):
             raise
         self.producers[partition] = producer
 
-    async def take_over(self, partitions: set[int], *, rewind: bool = True) -> None:
-        """Fence the partitions' earlier owners, read their state back and (unless the consumer
-        does it, after an assignment) rewind their input to the last committed offsets."""
+    async def take_over(self, partitions: set[int]) -> None:
+        """Fence the partitions' earlier owners, read their state back and rewind their input to
+        the last committed offsets."""
         await self.release(partitions)
         await asyncio.gather(*(self._fence_earlier_owners(p) for p in partitions))
         stored = await read_to_end(self.bootstrap, self.state_topic, partitions)
@@ -217,9 +217,8 @@ class TransactionalWorker(ABC, Generic[State]):
             for count, (key, value) in enumerate(values.items(), 1):
                 states[key.decode()] = self.state_class.from_dict(orjson.loads(value))
                 if count % RESTORE_SLICE == 0:
-                    await asyncio.sleep(0)  # heartbeats and the gateway's answers go on meanwhile
-        if rewind:
-            await self._rewind(partitions)
+                    await asyncio.sleep(0)  # heartbeats and the health endpoints go on meanwhile
+        await self._rewind(partitions)
         self.owned |= partitions
         log.info("partitions taken over", extra={"group": self.group, "partitions": sorted(partitions),
                                                    "users": sum(len(self.states[p]) for p in partitions)})

@@ -106,7 +106,7 @@ async def test_a_partition_a_stale_owner_fenced_is_taken_back_and_each_record_ha
         # An instance that believes it still owns partition 0 (paused through a rebalance, say)
         # starts its producer: the worker's next transaction on that partition is refused.
         stale = Copier(bootstrap, signer=signer_from(settings), keyring=keyring_from(settings))
-        await stale.take_over({0}, rewind=False)
+        await stale.take_over({0})
         await stale.release({0})
         await producer.send_and_wait(copier_topics["input"], b"two", key=b"k", partition=0)
 
@@ -139,11 +139,11 @@ async def test_a_state_slower_to_read_back_than_the_session_timeout_keeps_the_wo
 
         restores = 0
 
-        async def take_over(self, partitions, *, rewind=True):
+        async def take_over(self, partitions):
             self.restores += 1
             if self.restores == 1:
                 await asyncio.sleep(2 * session_timeout)
-            await super().take_over(partitions, rewind=rewind)
+            await super().take_over(partitions)
 
     worker = SlowToRestore(settings.kafka_bootstrap_servers, signer=signer_from(settings),
                            keyring=keyring_from(settings))
