@@ -73,9 +73,9 @@ class _Transaction:
 _CURRENT: ContextVar[_Transaction] = ContextVar("points_transaction")
 
 
-class _Restore(ConsumerRebalanceListener):
+class _Rebalance(ConsumerRebalanceListener):
     """aiokafka runs these in its coordinator task, beside the loop: they take the batch lock, so a
-    batch never runs on state that is being forgotten or not yet read back."""
+    batch never runs on state that is being forgotten, and they leave the reading back to the loop."""
 
     def __init__(self, worker: "TransactionalWorker"):
         self.worker = worker
@@ -158,7 +158,7 @@ class TransactionalWorker(ABC, Generic[State]):
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         await self.consumer.start()
-        self.consumer.subscribe(list(self.inputs), listener=_Restore(self))
+        self.consumer.subscribe(list(self.inputs), listener=_Rebalance(self))
         self.running = True
 
     async def stop(self) -> None:
@@ -258,7 +258,7 @@ class TransactionalWorker(ABC, Generic[State]):
                     del self.fenced[partition]
             unowned = {tp.partition for tp in self.consumer.assignment()} - self.owned - set(self.fenced)
             if unowned:
-                await self._retry_take_over(unowned)
+                await self._take_over_assigned(unowned)
             generation = self.generation
             batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
             if not batches:
@@ -297,7 +297,7 @@ class TransactionalWorker(ABC, Generic[State]):
             for partition in failed:
                 self.rolled_back(partition)
             await asyncio.sleep(min(0.25 * 2 ** aborts_in_a_row, 5.0))  # a broker away for a moment
-            await self._retry_take_over(set(failed))
+            await self._take_over_assigned(set(failed))
 
     async def _read_on_from_commits(self) -> None:
         """Every owned partition reads on from its last commit; one that cannot be rewound now is
@@ -309,7 +309,9 @@ class TransactionalWorker(ABC, Generic[State]):
                           extra={"group": self.group, "partitions": sorted(self.owned)})
             await self.release(set(self.owned))
 
-    async def _retry_take_over(self, partitions: set[int]) -> None:
+    async def _take_over_assigned(self, partitions: set[int]) -> None:
+        """Take over those of the partitions the group still gives this instance: after an
+        assignment, or again after their transaction failed."""
         async with self.batch_lock:
             partitions &= {tp.partition for tp in self.consumer.assignment()}
             try:
