@@ -123,7 +123,7 @@ async def ensure_topics(bootstrap: str, layout: Layout, specs: tuple[TopicSpec, 
             if existed:
                 # Made a moment ago by someone else (another `points up`, a client), not yet in the
                 # metadata read above: its shape is checked like any other's, once it is visible.
-                await _wait_until_visible(admin, sorted(existed))
+                await wait_until_visible(admin, sorted(existed))
                 found |= await describe(admin, sorted(existed))
         refusals, alterations = [], []
         for spec in specs:
@@ -145,13 +145,13 @@ async def ensure_topics(bootstrap: str, layout: Layout, specs: tuple[TopicSpec, 
             for topic, changes in report.fixed.items():
                 for name, (before, after) in changes.items():
                     echo(f"repaired {topic}: {name} was {before}, now {after}")
-        await _wait_until_visible(admin, names)
+        await wait_until_visible(admin, names)
     finally:
         await admin.close()
     return report
 
 
-async def _wait_until_visible(admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0) -> None:
+async def wait_until_visible(admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0) -> None:
     """Created topics reach every broker's metadata a moment later; consumers must see them all."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -198,7 +198,7 @@ async def wait_for_topics(bootstrap: str, names: list[str], *, every: float = 2.
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
         try:
             await admin.start()
-            await _wait_until_visible(admin, names, timeout=every)
+            await wait_until_visible(admin, names, timeout=every)
             return
         except Exception as exc:
             log.warning("points.topics.missing", extra={"detail": str(exc), "hint": "run `points init` or `points up`"})

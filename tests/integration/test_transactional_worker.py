@@ -12,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared import transactional
 from shared.signing import keyring_from, signer_from
+from shared.topic_admin import wait_until_visible
 from shared.transactional import TransactionalWorker
 from tests.helpers import eventually
 
@@ -42,6 +43,9 @@ async def copier_topics(settings):
         NewTopic(names["input"], 2, settings.replication_factor),
         NewTopic(names["output"], 2, settings.replication_factor),
         NewTopic(names["state"], 2, settings.replication_factor, topic_configs={"cleanup.policy": "compact"})])
+    # A worker that joins its group before the broker lists its input is assigned nothing, and
+    # hears of the topic only at its next metadata refresh, minutes later.
+    await wait_until_visible(admin, list(names.values()))
     try:
         yield names
     finally:
