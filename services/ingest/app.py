@@ -16,6 +16,7 @@ from prometheus_client import Counter
 from services.ingest import claims, idempotency, merchants, problems
 from services.ingest.attestation import store as attestation_store
 from services.ingest.auth import TokenVerifier
+from services.ingest.fast_path import SubmitEventFastPath
 from services.ingest.flags import FlagCache
 from services.ingest.limits import BodySizeLimit
 from services.ingest.metrics import RequestMetrics
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)
     app.state.coupon_keys = coupon_keys_from(settings)
+    app.add_middleware(SubmitEventFastPath)  # innermost: inside the body-size limit and the metrics
     app.add_middleware(BodySizeLimit)
     app.add_middleware(RequestMetrics)  # added last, so it is outermost and also counts the 413s
     problems.install(app)

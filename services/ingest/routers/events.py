@@ -10,8 +10,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
+from services.ingest import ports as adapters
 from services.ingest.commands import events as commands
 from services.ingest.attestation.assess import assess
+from services.ingest.auth import Principal
 from services.ingest.deps import AppUser, Pool, Ports, WritingUser
 from services.ingest.problems import COMMON_PROBLEMS, Problem, problem_responses
 from services.ingest.readmodels import event_by_id
@@ -28,12 +30,12 @@ DUPLICATES = Counter("ingest_events_duplicate_total", "Retries answered with the
 REFUSED.labels("kafka-unavailable")  # present from the start, so an alert's rate() sees the first outage too
 
 
-def client_ip_hash(request: Request, settings) -> str | None:
+def client_ip_hash(client: tuple[str, int] | None, settings) -> str | None:
     """A keyed hash of the caller's address (never the address), when the deployment records it."""
-    if not settings.record_client_ip or request.client is None:
+    if not settings.record_client_ip or client is None:
         return None
     key = settings.client_ip_key.get_secret_value().encode()
-    return hmac.new(key, request.client.host.encode(), hashlib.sha256).hexdigest()[:32]
+    return hmac.new(key, client[0].encode(), hashlib.sha256).hexdigest()[:32]
 
 
 @router.post("", status_code=202, response_model=EventAccepted, responses={
@@ -41,6 +43,13 @@ def client_ip_hash(request: Request, settings) -> str | None:
     **problem_responses(413, 429, 503)})
 async def submit_event(body: SubmitEvent, user: WritingUser, ports: Ports, request: Request) -> JSONResponse:
     """Record what a user did; answered once Kafka has it."""
+    return await answer_submission(body, user, ports, request.scope.get("client"))
+
+
+async def answer_submission(body: SubmitEvent, user: Principal, ports: adapters.Ports,
+                            client: tuple[str, int] | None) -> JSONResponse:
+    """The route's work once FastAPI (or the fast path, services/ingest/fast_path.py) has checked
+    who is asking and read the body."""
     now = utcnow()
     try:
         event = accept(
@@ -55,7 +64,7 @@ async def submit_event(body: SubmitEvent, user: WritingUser, ports: Ports, reque
     verdict = await assess(body.attestation, user_id=user.sub, nonce=body.nonce, pool=ports.pool,
                            settings=settings, now=now)
     event = event.model_copy(update={"attestation": verdict.verdict, "attestation_reasons": verdict.reasons,
-                                     "client_ip_hash": client_ip_hash(request, settings)})
+                                     "client_ip_hash": client_ip_hash(client, settings)})
     try:
         accepted = await commands.submit_event(ports, event, now=now)
     except Problem as problem:
