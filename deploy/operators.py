@@ -31,7 +31,8 @@ async def gateway_ports(settings: Settings, *, answers: bool = False) -> AsyncIt
     pool = await create_pool(settings.dsn, min_size=1, max_size=2)
     publisher = KafkaPublisher(settings.kafka_bootstrap_servers, signer_from(settings), settings.publish_timeout_seconds)
     # Made only when needed: a reader that is never started would be left unclosed at exit.
-    replies = ReplyWaiter(settings.kafka_bootstrap_servers, keyring_from(settings)) if answers else None
+    replies = ReplyWaiter(settings.kafka_bootstrap_servers, keyring_from(settings),
+                         timeout=settings.publish_timeout_seconds) if answers else None
     try:
         await publisher.start()
         if replies is not None:

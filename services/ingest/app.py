@@ -98,7 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.publisher = KafkaPublisher(settings.kafka_bootstrap_servers, signer_from(settings),
                                              settings.publish_timeout_seconds)
         await app.state.publisher.start()
-        app.state.replies = ReplyWaiter(settings.kafka_bootstrap_servers, keyring_from(settings))
+        app.state.replies = ReplyWaiter(settings.kafka_bootstrap_servers, keyring_from(settings),
+                                         timeout=settings.publish_timeout_seconds)
         await app.state.replies.start()
         app.state.flags = FlagCache(app.state.pool, settings.flags_refresh_seconds)
         await app.state.flags.refresh()

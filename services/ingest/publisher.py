@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (InvalidProducerEpoch, InvalidProducerIdMapping, KafkaError, OutOfOrderSequenceNumber,
@@ -91,10 +92,17 @@ class KafkaPublisher:
 async def publish_or_503(publisher: KafkaPublisher, topic: str, event: Event, *, key: str, what: str) -> None:
     """Publish, or answer 503: a broker that did not acknowledge means nothing was stored. Only Kafka's
     failures are 503 kafka-unavailable; anything else is our defect and answers 500."""
-    try:
+    with kafka_or_503(what, topic=topic):
         await publisher.publish(topic, event, key=key)
+
+
+@contextlib.contextmanager
+def kafka_or_503(what: str, *, topic: str, operation: str = "publish") -> Iterator[None]:
+    """Kafka's failures inside as 503 kafka-unavailable: nothing of the `what` was stored."""
+    try:
+        yield
     except (KafkaError, asyncio.TimeoutError, ConnectionError) as exc:
-        log.error("points.error", extra={"operation": "publish", "topic": topic,
+        log.error("points.error", extra={"operation": operation, "topic": topic,
                                          "error_message": f"{type(exc).__name__}: {exc}"})
         raise Problem(503, "kafka-unavailable", f"The {what} could not be stored; retry with the same "
                       "nonce or Idempotency-Key.", headers={"Retry-After": "1"}) from exc

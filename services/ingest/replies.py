@@ -18,10 +18,19 @@ REPLY_FETCH_MAX_WAIT_MS = 10
 
 
 class ReplyWaiter:
-    """Reads every answer from now on (no consumer group: each gateway sees them all)."""
+    """Reads every answer from now on (no consumer group: each gateway sees them all), but only while
+    someone here waits for one.
 
-    def __init__(self, bootstrap: str, keyring: Keyring):
-        self.keyring = keyring
+    Its fetches wait at most REPLY_FETCH_MAX_WAIT_MS at the broker, a hundred a second, answers or
+    not: on an idle stack that was most of the broker's CPU and a third of its own, and under a load of
+    app events (which have no answers) the same. So between waits the partitions are paused; the
+    first wait after a rest reads on from the end of the topic, the answers meanwhile having been
+    for other gateways' commands.
+    """
+
+    def __init__(self, bootstrap: str, keyring: Keyring, *, timeout: float):
+        """`timeout`: how long the first wait after a rest may take to find the end of the topic."""
+        self.keyring, self.timeout = keyring, timeout
         # Without a group, a subscription is every partition of the topic, from its end on. A commit
         # does not wake a read_committed fetch waiting at the broker: an answer waits out the
         # fetch's wait, so it is short here, where a client waits on every answer.
@@ -29,6 +38,8 @@ class ReplyWaiter:
                                          enable_auto_commit=False, auto_offset_reset="latest",
                                          isolation_level="read_committed", fetch_max_wait_ms=REPLY_FETCH_MAX_WAIT_MS)
         self.waiting: dict[UUID, asyncio.Future] = {}
+        self._resting = False
+        self._waking = asyncio.Lock()
         self._task: asyncio.Task | None = None
         self.started = False
 
@@ -38,6 +49,7 @@ class ReplyWaiter:
             await asyncio.sleep(0.05)
         for tp in self.consumer.assignment():  # fixes each start position now, so no answer after start() is missed
             await self.consumer.position(tp)
+        self._rest()
         self._task = asyncio.create_task(self._read())
         self.started = True
 
@@ -49,17 +61,41 @@ class ReplyWaiter:
                 await self._task
         await self.consumer.stop()
 
-    def expect(self, command_id: UUID) -> asyncio.Future:
-        """Register before publishing, so an answer that comes back at once is not missed."""
-        return self.waiting.setdefault(command_id, asyncio.get_running_loop().create_future())
+    async def expect(self, command_id: UUID) -> None:
+        """Register before publishing, so an answer that comes back at once is not missed. Raises
+        KafkaError or TimeoutError when the broker cannot say where the answers end."""
+        self.waiting.setdefault(command_id, asyncio.get_running_loop().create_future())
+        try:
+            async with self._waking:
+                if self._resting:
+                    await self._wake()
+        except BaseException:
+            self.forget(command_id)
+            raise
+
+    async def _wake(self) -> None:
+        # Before any command of this wait is published: its answer lies past this end.
+        partitions = self.consumer.assignment()
+        async with asyncio.timeout(self.timeout):
+            await self.consumer.seek_to_end(*partitions)
+            for tp in partitions:
+                await self.consumer.position(tp)
+        self.consumer.resume(*partitions)
+        self._resting = False
 
     def forget(self, command_id: UUID) -> None:
         self.waiting.pop(command_id, None)
+        if not self.waiting:
+            self._rest()
+
+    def _rest(self) -> None:
+        self.consumer.pause(*self.consumer.assignment())
+        self._resting = True
 
     async def wait(self, command_id: UUID, timeout: float) -> CommandAnswered | None:
-        future = self.expect(command_id)
+        """The answer to a command `expect`ed before it was published; None if none came in time."""
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            return await asyncio.wait_for(asyncio.shield(self.waiting[command_id]), timeout)
         except asyncio.TimeoutError:
             return None
         finally:

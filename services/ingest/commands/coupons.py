@@ -13,7 +13,7 @@ from services.ingest import idempotency, readmodels
 from services.ingest.commands.base import Reply, claim_key, record
 from services.ingest.ports import Ports
 from services.ingest.problems import Problem
-from services.ingest.publisher import publish_or_503
+from services.ingest.publisher import kafka_or_503, publish_or_503
 from shared import topics
 from shared.commands import Command, RedeemCoupon, RevokeCoupon, UseCoupon
 from shared.coupon_codes import CouponKeys
@@ -38,7 +38,8 @@ def refusal(answer: CommandAnswered, *, for_owner: bool) -> Problem:
 
 async def send_and_wait(ports: Ports, command: Command) -> CommandAnswered | None:
     """Publish a command to the redeemer and wait for its answer; None when none came in time."""
-    ports.replies.expect(command.command_id)
+    with kafka_or_503("request", topic=topics.REPLIES, operation="await-answers"):
+        await ports.replies.expect(command.command_id)
     try:
         await publish_or_503(ports.publisher, topics.COMMANDS, command, key=command.user_id, what="request")
     except Problem:
