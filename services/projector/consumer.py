@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.projector import store
-from services.projector.projection import Position, project
+from services.projector.holding import Holding
+from services.projector.projection import EventRow, Position, project
 from services.projector.set_aside import SetAside
 from shared import topics
 from shared.consuming import FETCH_MAX_WAIT_MS, fill
@@ -46,6 +48,9 @@ def record_fault(exc: BaseException) -> str | None:
     return state if state and state[:2] in RECORD_FAULTS else None
 
 GROUP = "points-projector"
+# How long a submission waits for its decision before it is written as pending (holding.py): longer
+# than most decisions take at the rates a deployment is sized for (docs/benchmarks.md).
+PENDING_AFTER_SECONDS = 1.0
 
 
 async def seek_to_stored(consumer: AIOKafkaConsumer, pool: asyncpg.Pool, group: str, partitions) -> None:
@@ -59,23 +64,30 @@ async def seek_to_stored(consumer: AIOKafkaConsumer, pool: asyncpg.Pool, group: 
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):
-    def __init__(self, consumer: AIOKafkaConsumer, pool: asyncpg.Pool, group: str):
-        self.consumer, self.pool, self.group = consumer, pool, group
+    def __init__(self, projector: "Projector"):
+        self.projector = projector
 
     async def on_partitions_revoked(self, revoked) -> None:
-        pass  # nothing buffered: every batch is committed before the next poll
+        # Every batch is committed before the next poll; only held submissions are in hand, and
+        # the stored offsets still point at them.
+        self.projector.holding.forget(revoked)
 
     async def on_partitions_assigned(self, assigned) -> None:
-        await seek_to_stored(self.consumer, self.pool, self.group, assigned)
+        self.projector.holding.forget(assigned)
+        await seek_to_stored(self.projector.consumer, self.projector.pool, self.projector.group, assigned)
 
 
 class Projector:
     def __init__(self, bootstrap: str, pool: asyncpg.Pool, keyring: Keyring, group: str = GROUP,
                  subscribed: tuple[str, ...] = (topics.SUBMITTED, topics.LEDGER, topics.FRAUD, topics.COUPONS,
                                                 topics.REPLIES),
-                 set_aside: SetAside | None = None):
+                 set_aside: SetAside | None = None, pending_after: float = 0.0,
+                 submissions: str = topics.SUBMITTED):
         """`set_aside` None: records that cannot be applied are skipped silently (a rebuild, which
-        must not write to the live topics; the live projector already set them aside)."""
+        must not write to the live topics; the live projector already set them aside).
+        `pending_after`: how long a submission is held for its decision (holding.py); a rebuild
+        holds none, so it reaches the live positions, but still drops a submission whose decision
+        is in the same batch. `submissions`: the topic of the records held."""
         self.pool = pool
         self.keyring = keyring
         self.set_aside = set_aside
@@ -90,14 +102,14 @@ class Projector:
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             max_poll_records=1000,
         )
+        self.holding, self.submissions = Holding(pending_after), submissions
         self.running = False
 
     async def start(self) -> None:
         if self.set_aside:
             await self.set_aside.start()
         await self.consumer.start()
-        self.consumer.subscribe(list(self.subscribed),
-                                listener=_SeekToStoredOffsets(self.consumer, self.pool, self.group))
+        self.consumer.subscribe(list(self.subscribed), listener=_SeekToStoredOffsets(self))
         self.running = True
 
     async def stop(self) -> None:
@@ -111,27 +123,39 @@ class Projector:
             batches = await self.consumer.getmany(timeout_ms=200, max_records=1000)
             if batches:
                 batches = await fill(self.consumer, batches, max_records=1000)
+            if batches or self.holding.any_due(time.monotonic()):
                 await self.apply(batches)
                 await self._report_lag()
 
     async def apply(self, batches: dict[TopicPartition, list]) -> None:
-        rows, sources, next_offsets = [], [], {}
+        rows, sources, next_offsets, now = [], [], {}, time.monotonic()
         for tp, messages in batches.items():
+            if tp.topic == self.submissions:
+                self.holding.hold(tp, messages, now)
+                continue
             for message in messages:
-                try:
-                    event = open_trusted(self.keyring, message.key, message.value, message.headers)
-                except UNTRUSTED as exc:
-                    await self._put_aside(tp, message, str(exc), suspicious=False)
-                    continue
-                row = project(event, Position(tp.topic, tp.partition, message.offset))
-                if row is not None:
-                    rows.append(row)
-                    sources.append((tp, message))
+                await self._project(tp, message, rows, sources)
             next_offsets[(tp.topic, tp.partition)] = messages[-1].offset + 1
+        self.holding.decided([str(r.id) for r in rows if isinstance(r, EventRow) and r.authoritative], now)
+        for tp, messages in self.holding.due(now).items():
+            for message in messages:
+                await self._project(tp, message, rows, sources)
+        next_offsets.update(self.holding.next_offsets())
         if not await self._until_written(rows, sources, next_offsets):
             return
         for tp, messages in batches.items():
             RECORDS.labels(tp.topic).inc(len(messages))
+
+    async def _project(self, tp: TopicPartition, message, rows: list, sources: list) -> None:
+        try:
+            event = open_trusted(self.keyring, message.key, message.value, message.headers)
+        except UNTRUSTED as exc:
+            await self._put_aside(tp, message, str(exc), suspicious=False)
+            return
+        row = project(event, Position(tp.topic, tp.partition, message.offset))
+        if row is not None:
+            rows.append(row)
+            sources.append((tp, message))
 
     async def _until_written(self, rows, sources, next_offsets) -> bool:
         """Write the batch; a failure that is not a record's own is retried, skipping nothing.
@@ -163,6 +187,7 @@ class Projector:
         return False
 
     async def _seek_to_stored(self) -> None:
+        self.holding.forget(self.consumer.assignment())
         await seek_to_stored(self.consumer, self.pool, self.group, self.consumer.assignment())
 
     async def _write(self, rows, sources, next_offsets) -> None:
