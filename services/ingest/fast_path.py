@@ -61,7 +61,9 @@ class SubmitEventFastPath:
 
 def _take(app: FastAPI, scope: Scope, body: bytes) -> tuple[SubmitEvent, Principal] | None:
     """The submission and who sent it, when FastAPI would hand both to the route; otherwise None."""
-    headers = dict(scope["headers"])
+    headers: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        headers.setdefault(name, value)  # the first of a repeated header, as Starlette reads it
     media_type = headers.get(b"content-type", b"").partition(b";")[0].strip().lower()
     scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
     token = token.strip()

@@ -48,6 +48,8 @@ def requests_for(user: str, token, nonce: str) -> list[tuple[str, dict]]:
         ("a retry", {"json": good, "headers": auth}),
         ("the nonce with another body", {"json": {**good, "payload": {"habit_id": "h2"}}, "headers": auth}),
         ("no token", {"json": habit_event()}),
+        ("a bad token before a good one", {"json": habit_event(), "headers": [
+            ("Authorization", "Bearer not-a-token"), ("Authorization", auth["Authorization"])]}),
         ("a merchant's token", {"json": habit_event(), "headers": token(user, "merchant")}),
         ("another scheme", {"json": habit_event(), "headers": {"Authorization": auth["Authorization"].replace(
             "Bearer", "Basic")}}),
