@@ -10,7 +10,8 @@ came, which answers it exactly as it always has. So no answer changes, only what
 """
 from __future__ import annotations
 
-import orjson
+import json
+
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.requests import Request
@@ -74,18 +75,21 @@ def _take(app: FastAPI, scope: Scope, body: bytes) -> tuple[SubmitEvent, Princip
         if user.role != "user":
             return None
         check_write_allowed(app.state.flags.current, user.sub)
-        # orjson accepts a subset of what json.loads does (UTF-8 only, no NaN), with the same values.
-        submission = SubmitEvent.model_validate(orjson.loads(body))
+        # json.loads, as Starlette reads a body: orjson would read an integer past 64 bits as a float,
+        # and the event (and its body hash, which tells a retry from a reused nonce) would differ.
+        submission = SubmitEvent.model_validate(json.loads(body))
     except Exception:  # a refusal, or anything unforeseen: FastAPI's path answers it
         return None
     return submission, user
 
 
 def _handler_for(app: FastAPI, exc: Exception):
-    """The app's own handler for this error, found the way Starlette finds it."""
+    """The app's own handler for this error, found the way Starlette's exception middleware finds it;
+    None for an unexpected one, which goes on up to the server-error middleware (it answers 500 and
+    raises again, so the server logs it), as it does from FastAPI's routes."""
     for cls in type(exc).__mro__:
         if cls in app.exception_handlers:
-            return app.exception_handlers[cls]
+            return app.exception_handlers[cls] if cls is not Exception else None
     return None
 
 

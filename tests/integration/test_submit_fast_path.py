@@ -78,6 +78,17 @@ async def test_every_submission_is_answered_as_fastapi_answers_it(gateway, witho
     assert [comparable(await gateway.post("/v1/events", **r))[0] for _, r in fast[:3]] == [200, 200, 422]
 
 
+async def test_a_retry_is_the_same_submission_whichever_path_answered_the_first(gateway, without_fast_path, token):
+    """Both paths must read a body to the same event: a number JSON allows past 64 bits, say, read as
+    a float by one and an integer by the other, would make the retry a reuse of its nonce."""
+    user = new_user()
+    body = habit_event(payload={"habit_id": "h1", "count": 18446744073709551617})
+    first = await gateway.post("/v1/events", json=body, headers=token(user))
+    retry = await without_fast_path.post("/v1/events", json=body, headers=token(user))
+    assert (first.status_code, retry.status_code) == (202, 200), retry.text
+    assert retry.json()["event_id"] == first.json()["event_id"]
+
+
 def requests_counted(status: str) -> float:
     return REGISTRY.get_sample_value("ingest_http_requests_total",
                                      {"method": "POST", "route": "/v1/events", "status": status}) or 0.0

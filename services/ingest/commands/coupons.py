@@ -42,7 +42,7 @@ async def send_and_wait(ports: Ports, command: Command) -> CommandAnswered | Non
         await ports.replies.expect(command.command_id)
     try:
         await publish_or_503(ports.publisher, topics.COMMANDS, command, key=command.user_id, what="request")
-    except Problem:
+    except BaseException:  # refused, failed or cancelled: nobody waits, so the reader may rest again
         ports.replies.forget(command.command_id)
         raise
     return await ports.replies.wait(command.command_id, ports.settings.redemption_timeout_seconds)
