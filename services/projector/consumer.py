@@ -69,12 +69,18 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked) -> None:
         # Every batch is committed before the next poll; only held submissions are in hand, and
-        # the stored offsets still point at them.
+        # the stored offsets still point at them. A batch fetched meanwhile is not applied.
+        self.projector.rebalancing = True
+        self.projector.generation += 1
         self.projector.holding.forget(revoked)
 
     async def on_partitions_assigned(self, assigned) -> None:
-        self.projector.holding.forget(assigned)
-        await seek_to_stored(self.projector.consumer, self.projector.pool, self.projector.group, assigned)
+        try:
+            self.projector.holding.forget(assigned)
+            await seek_to_stored(self.projector.consumer, self.projector.pool, self.projector.group, assigned)
+        finally:
+            self.projector.generation += 1
+            self.projector.rebalancing = False
 
 
 class Projector:
@@ -86,8 +92,8 @@ class Projector:
         """`set_aside` None: records that cannot be applied are skipped silently (a rebuild, which
         must not write to the live topics; the live projector already set them aside).
         `pending_after`: how long a submission is held for its decision (holding.py); a rebuild
-        holds none, so it reaches the live positions, but still drops a submission whose decision
-        is in the same batch. `submissions`: the topic of the records held."""
+        holds none, so it reaches the live positions (a decision stored before still stands in
+        for its submission). `submissions`: the topic of the records held."""
         self.pool = pool
         self.keyring = keyring
         self.set_aside = set_aside
@@ -103,6 +109,11 @@ class Projector:
             max_poll_records=1000,
         )
         self.holding, self.submissions = Holding(pending_after), submissions
+        # Counts rebalances: a batch fetched across one is not applied (records fetched before it
+        # may lie past a position it moved back, and holding them would put them ahead of the
+        # records read again; its stored offset would skip those).
+        self.generation = 0
+        self.rebalancing = False
         self.running = False
 
     async def start(self) -> None:
@@ -120,9 +131,16 @@ class Projector:
 
     async def run(self) -> None:
         while self.running:
+            if self.rebalancing:
+                await asyncio.sleep(0.05)
+                continue
+            generation = self.generation
             batches = await self.consumer.getmany(timeout_ms=200, max_records=1000)
             if batches:
                 batches = await fill(self.consumer, batches, max_records=1000)
+            if generation != self.generation or self.rebalancing:
+                await self._read_on_from_stored()
+                continue
             if batches or self.holding.any_due(time.monotonic()):
                 await self.apply(batches)
                 await self._report_lag()
@@ -136,13 +154,16 @@ class Projector:
             for message in messages:
                 await self._project(tp, message, rows, sources)
             next_offsets[(tp.topic, tp.partition)] = messages[-1].offset + 1
-        self.holding.decided([str(r.id) for r in rows if isinstance(r, EventRow) and r.authoritative], now)
+        # Only decisions already stored stand in for a submission: one PostgreSQL refuses is set aside,
+        # and its submission is then written as pending.
         for tp, messages in self.holding.due(now).items():
             for message in messages:
                 await self._project(tp, message, rows, sources)
         next_offsets.update(self.holding.next_offsets())
-        if not await self._until_written(rows, sources, next_offsets):
+        written = await self._until_written(rows, sources, next_offsets)
+        if written is None:
             return
+        self.holding.decided([str(r.id) for r in written if isinstance(r, EventRow) and r.authoritative], now)
         for tp, messages in batches.items():
             RECORDS.labels(tp.topic).inc(len(messages))
 
@@ -157,10 +178,11 @@ class Projector:
             rows.append(row)
             sources.append((tp, message))
 
-    async def _until_written(self, rows, sources, next_offsets) -> bool:
-        """Write the batch; a failure that is not a record's own is retried, skipping nothing.
-        False when it was not written: told to stop first (nothing of it is committed, so it is read
-        again), or another instance had written past it (read on from where that one got).
+    async def _until_written(self, rows, sources, next_offsets) -> list | None:
+        """Write the batch; a failure that is not a record's own is retried, skipping nothing. The
+        rows written (all but any set aside); None when it was not written: told to stop first
+        (nothing of it is committed, so it is read again), or another instance had written past it
+        (read on from where that one got).
 
         Every step is idempotent in log order, so writing a batch again after a half-done attempt
         ends in the same rows.
@@ -168,8 +190,7 @@ class Projector:
         delay = 0.2
         while self.running:
             try:
-                await self._write(rows, sources, next_offsets)
-                return True
+                return await self._write(rows, sources, next_offsets)
             except store.StaleBatch as stale:
                 STALE.inc()
                 log.warning("another instance wrote past this batch; reading on from the stored offsets",
@@ -177,35 +198,54 @@ class Projector:
                 # Nothing of the batch was written: every partition in it reads again from where
                 # the stored offsets say, the stale ones further on, the others from where they were.
                 await self._seek_to_stored()
-                return False
+                return None
             except Exception as exc:
                 BATCH_RETRIES.inc()
                 log.warning("writing a batch failed; trying it again", extra={
                     "error_message": f"{type(exc).__name__}: {exc}", "retry_in_seconds": delay})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        return False
+        return None
+
+    async def _read_on_from_stored(self) -> None:
+        """After a batch fetched across a rebalance was dropped: every partition reads on from its
+        stored offset (what was fetched after the rebalance's own seek is read again), trying until
+        the database answers, unless another rebalance (which seeks them all) comes first."""
+        delay = 0.2
+        while self.running and not self.rebalancing:
+            try:
+                await self._seek_to_stored()
+                return
+            except Exception as exc:
+                log.warning("reading the stored offsets failed; trying again", extra={
+                    "error_message": f"{type(exc).__name__}: {exc}", "retry_in_seconds": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _seek_to_stored(self) -> None:
-        self.holding.forget(self.consumer.assignment())
+        self.holding.forget_all()
         await seek_to_stored(self.consumer, self.pool, self.group, self.consumer.assignment())
 
-    async def _write(self, rows, sources, next_offsets) -> None:
+    async def _write(self, rows, sources, next_offsets) -> list:
         try:
             with BATCH_SECONDS.time():
                 await store.apply_batch(self.pool, self.group, rows, next_offsets)
+            return rows
         except Exception as exc:
             if record_fault(exc) is None:
                 raise
-            await self._apply_one_by_one(rows, sources, next_offsets)
+            return await self._apply_one_by_one(rows, sources, next_offsets)
 
-    async def _apply_one_by_one(self, rows, sources, next_offsets) -> None:
-        """A value PostgreSQL refuses spoils the whole batch: find it, set it aside, apply the rest."""
+    async def _apply_one_by_one(self, rows, sources, next_offsets) -> list:
+        """A value PostgreSQL refuses spoils the whole batch: find it, set it aside, apply the rest
+        (the rows it applied)."""
+        written = []
         for row, (tp, message) in zip(rows, sources):
             try:
                 await store.apply_batch(self.pool, self.group, [row], {(tp.topic, tp.partition): message.offset + 1})
+                written.append(row)
             except store.StaleBatch:
-                continue  # written already (by an earlier try of this batch, or another instance)
+                written.append(row)  # written already (by an earlier try of this batch, or another instance)
             except Exception as exc:
                 state = record_fault(exc)
                 if state is None:
@@ -214,6 +254,7 @@ class Projector:
                 await self._put_aside(tp, message, f"PostgreSQL refused it ({state}): {exc}",
                                       suspicious=state[:2] in SUSPICIOUS)
         await store.apply_batch(self.pool, self.group, [], next_offsets)
+        return written
 
     async def _put_aside(self, tp: TopicPartition, message, reason: str, *, suspicious: bool) -> None:
         """An untrusted, unreadable or unstorable record is never applied and never stalls the partition."""

@@ -84,3 +84,6 @@ class Holding:
         for tp in partitions:
             self._held.pop(tp, None)
             self._read_to.pop(tp, None)
+
+    def forget_all(self) -> None:
+        self.forget(list(self._held))

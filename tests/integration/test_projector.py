@@ -238,58 +238,93 @@ async def test_the_redeemers_balance_and_the_read_models_agree_on_the_same_log(s
         assert await balance(schema, user) == accounts[user].balance, user
 
 
-async def test_a_held_submission_is_not_acknowledged_and_a_restart_writes_it_as_pending(settings, schema):
+@pytest.fixture
+async def submissions_and_ledger(settings):
+    """A submissions-shaped and a ledger-shaped topic of this test's own, one partition each."""
+    names = f"test.submitted.{uuid.uuid4().hex[:8]}", f"test.ledger.{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    await admin.create_topics([NewTopic(name, 1, 1) for name in names])
+    yield names
+    await admin.delete_topics(list(names))
+    await admin.close()
+
+
+def submission_of(decided: EventDecided) -> EventSubmitted:
+    return EventSubmitted(event_id=decided.event_id, user_id=decided.user_id, event_type=decided.event_type,
+                          event_time=decided.event_time, nonce=uuid.uuid4().hex, points=decided.points_delta,
+                          received_at=decided.event_time, body_hash="h")
+
+
+async def stored_offsets(db, group: str) -> dict[str, int]:
+    return {r["topic"]: r["next_offset"] for r in await db.fetch(
+        "SELECT topic, next_offset FROM projector_offsets WHERE consumer_group = $1", group)}
+
+
+async def test_a_held_submission_is_not_acknowledged_and_a_restart_writes_it_as_pending(
+        settings, schema, submissions_and_ledger):
     """A submission waits for its decision before it is written as pending (holding.py); until then
     the stored offset stays at it, so a projector stopped meanwhile loses nothing."""
     db = schema
+    submissions, ledger = submissions_and_ledger
     user, group = new_user(), f"test-projector-{uuid.uuid4().hex[:8]}"
-    submissions, ledger = f"test.submitted.{uuid.uuid4().hex[:8]}", f"test.ledger.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    await admin.create_topics([NewTopic(submissions, 1, 1), NewTopic(ledger, 1, 1)])
+    decided, undecided = decision(user, 10), decision(user, 20)
+    await publish(settings, submissions, [submission_of(decided), submission_of(undecided)])
+    await publish(settings, ledger, [decided])
+
+    def projector(pending_after: float) -> Projector:
+        return Projector(settings.kafka_bootstrap_servers, db, keyring_from(settings), group,
+                         (submissions, ledger), pending_after=pending_after, submissions=submissions)
+
+    holding = projector(pending_after=600)
+    await holding.start()
+    task = asyncio.create_task(holding.run())
     try:
-        decided = decision(user, 10)
-        undecided = decision(user, 20)
-
-        def submission(of: EventDecided) -> EventSubmitted:
-            return EventSubmitted(event_id=of.event_id, user_id=user, event_type=of.event_type,
-                                  event_time=of.event_time, nonce=uuid.uuid4().hex, points=of.points_delta,
-                                  received_at=of.event_time, body_hash="h")
-
-        await publish(settings, submissions, [submission(decided), submission(undecided)])
-        await publish(settings, ledger, [decided])
-
-        def projector(pending_after: float) -> Projector:
-            return Projector(settings.kafka_bootstrap_servers, db, keyring_from(settings), group,
-                             (submissions, ledger), pending_after=pending_after, submissions=submissions)
-
-        async def stored() -> dict[str, int]:
-            return {r["topic"]: r["next_offset"] for r in await db.fetch(
-                "SELECT topic, next_offset FROM projector_offsets WHERE consumer_group = $1", group)}
-
-        holding = projector(pending_after=600)
-        await holding.start()
-        task = asyncio.create_task(holding.run())
-        try:
-            # Both topics read and their batch written: the decision's row and where each topic stands.
-            await eventually(lambda: _both(stored, submissions, ledger), timeout=60)
-        finally:
-            holding.running = False
-            await task
-            await holding.stop()
-        assert await stored() == {submissions: 0, ledger: 1}
-        assert await db.fetchval("SELECT validation_status FROM points_events WHERE id = $1",
-                                 decided.event_id) == "validated"
-        assert await db.fetchval("SELECT count(*) FROM points_events WHERE id = $1", undecided.event_id) == 0
-
-        await run_until(projector(pending_after=0), db, group, 3)
-        statuses = {r["id"]: r["validation_status"] for r in await db.fetch(
-            "SELECT id, validation_status FROM points_events WHERE user_id = $1", user)}
-        assert statuses == {decided.event_id: "validated", undecided.event_id: "pending"}
+        # Both topics read and their batch written: the decision's row and where each topic stands.
+        await eventually(lambda: _stands_on(db, group, submissions, ledger), timeout=60)
     finally:
-        await admin.delete_topics([submissions, ledger])
-        await admin.close()
+        holding.running = False
+        await task
+        await holding.stop()
+    assert await stored_offsets(db, group) == {submissions: 0, ledger: 1}
+    assert await db.fetchval("SELECT validation_status FROM points_events WHERE id = $1",
+                             decided.event_id) == "validated"
+    assert await db.fetchval("SELECT count(*) FROM points_events WHERE id = $1", undecided.event_id) == 0
+
+    await run_until(projector(pending_after=0), db, group, 3)
+    statuses = {r["id"]: r["validation_status"] for r in await db.fetch(
+        "SELECT id, validation_status FROM points_events WHERE user_id = $1", user)}
+    assert statuses == {decided.event_id: "validated", undecided.event_id: "pending"}
 
 
-async def _both(stored, *topics_) -> bool:
-    return set(topics_) <= set(await stored())
+async def _stands_on(db, group: str, *topics_) -> bool:
+    return set(topics_) <= set(await stored_offsets(db, group))
+
+
+async def test_a_submission_whose_decision_was_set_aside_is_written_as_pending(
+        settings, schema, submissions_and_ledger):
+    """Only a stored decision stands in for its submission: one PostgreSQL refused leaves the event
+    pending (and findable by the stuck-events sweep), not missing."""
+    db = schema
+    submissions, ledger = submissions_and_ledger
+    user, group = new_user(), f"test-projector-{uuid.uuid4().hex[:8]}"
+    refused = decision(user, 10).model_copy(update={"reasons": ("bad\x00byte",)})  # text cannot hold NUL
+    projector = Projector(settings.kafka_bootstrap_servers, db, keyring_from(settings), group,
+                          (submissions, ledger), pending_after=0, submissions=submissions)
+    await projector.start()
+    task = asyncio.create_task(projector.run())
+    try:
+        await publish(settings, ledger, [refused])
+        await eventually(lambda: _at(db, group, ledger, 1), timeout=60)
+        await publish(settings, submissions, [submission_of(refused)])
+        await eventually(lambda: _at(db, group, submissions, 1), timeout=60)
+    finally:
+        projector.running = False
+        await task
+        await projector.stop()
+    assert await db.fetchval("SELECT validation_status FROM points_events WHERE id = $1",
+                             refused.event_id) == "pending"
+
+
+async def _at(db, group: str, topic: str, offset: int) -> bool:
+    return (await stored_offsets(db, group)).get(topic) == offset

@@ -53,7 +53,7 @@ def test_a_decision_read_before_its_submission_still_stands_in_for_it():
     assert holding.due(11.5) == {}
 
 
-def test_without_a_moment_only_a_decision_in_the_same_batch_stands_in():
+def test_without_a_moment_a_decision_read_before_still_stands_in():
     holding = Holding(0.0)
     messages, ids = submissions(0, 2)
     holding.hold(P0, messages, now=10.0)
