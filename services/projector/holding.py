@@ -3,7 +3,7 @@
 A submission's decision follows it within a few hundred milliseconds. Written at once, a submission
 is a pending row that its decision then rewrites, and checking its signature and reading it cost the
 projector as much as the decision did: most of a second row's work for a state nobody saw. Held for
-`seconds`, a submission whose decision has come meanwhile is dropped unread (its decision's row
+`seconds`, a submission whose decision has been stored meanwhile is dropped unread (its decision's row
 says everything), and only the ones still undecided are written as pending.
 
 The partition's stored offset stays at its first held submission, so a projector that stops (or
