@@ -7,7 +7,7 @@ import logging
 import uvloop
 
 from services.projector import health
-from services.projector.consumer import PENDING_AFTER_SECONDS, Projector
+from services.projector.consumer import Projector
 from services.projector.set_aside import SetAside
 from shared import logs
 from shared.lifecycle import run_until_stopped
@@ -24,8 +24,7 @@ async def main() -> None:
     # The schema is the owner's to change (`points up` / `points init` migrate); this role only writes rows.
     pool = await create_pool(settings.service_dsn("projector"), min_size=1, max_size=4)
     projector = Projector(settings.kafka_bootstrap_servers, pool, keyring_from(settings),
-                          set_aside=SetAside(settings.kafka_bootstrap_servers, signer_from(settings)),
-                          pending_after=PENDING_AFTER_SECONDS)
+                          set_aside=SetAside(settings.kafka_bootstrap_servers, signer_from(settings)))
     await projector.start()
     ops = await start_ops_server(settings.ops_host, settings.projector_port, ready=lambda: projector.running)
     checks = asyncio.create_task(health.keep_measuring(pool, settings.health_check_seconds))

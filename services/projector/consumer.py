@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.projector import store
-from services.projector.holding import Holding
-from services.projector.projection import EventRow, Position, project
+from services.projector.projection import Position, project
 from services.projector.set_aside import SetAside
 from shared import topics
 from shared.consuming import FETCH_MAX_WAIT_MS, fill
@@ -48,9 +46,6 @@ def record_fault(exc: BaseException) -> str | None:
     return state if state and state[:2] in RECORD_FAULTS else None
 
 GROUP = "points-projector"
-# How long a submission waits for its decision before it is written as pending (holding.py): longer
-# than most decisions take at the rates a deployment is sized for (docs/benchmarks.md).
-PENDING_AFTER_SECONDS = 1.0
 
 
 async def seek_to_stored(consumer: AIOKafkaConsumer, pool: asyncpg.Pool, group: str, partitions) -> None:
@@ -64,36 +59,23 @@ async def seek_to_stored(consumer: AIOKafkaConsumer, pool: asyncpg.Pool, group: 
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):
-    def __init__(self, projector: "Projector"):
-        self.projector = projector
+    def __init__(self, consumer: AIOKafkaConsumer, pool: asyncpg.Pool, group: str):
+        self.consumer, self.pool, self.group = consumer, pool, group
 
     async def on_partitions_revoked(self, revoked) -> None:
-        # Every batch is committed before the next poll; only held submissions are in hand, and
-        # the stored offsets still point at them. A batch fetched meanwhile is not applied.
-        self.projector.rebalancing = True
-        self.projector.generation += 1
-        self.projector.holding.forget(revoked)
+        pass  # nothing buffered: every batch is committed before the next poll
 
     async def on_partitions_assigned(self, assigned) -> None:
-        try:
-            self.projector.holding.forget(assigned)
-            await seek_to_stored(self.projector.consumer, self.projector.pool, self.projector.group, assigned)
-        finally:
-            self.projector.generation += 1
-            self.projector.rebalancing = False
+        await seek_to_stored(self.consumer, self.pool, self.group, assigned)
 
 
 class Projector:
     def __init__(self, bootstrap: str, pool: asyncpg.Pool, keyring: Keyring, group: str = GROUP,
                  subscribed: tuple[str, ...] = (topics.SUBMITTED, topics.LEDGER, topics.FRAUD, topics.COUPONS,
                                                 topics.REPLIES),
-                 set_aside: SetAside | None = None, pending_after: float = 0.0,
-                 submissions: str = topics.SUBMITTED):
+                 set_aside: SetAside | None = None):
         """`set_aside` None: records that cannot be applied are skipped silently (a rebuild, which
-        must not write to the live topics; the live projector already set them aside).
-        `pending_after`: how long a submission is held for its decision (holding.py); a rebuild
-        holds none, so it reaches the live positions (a decision stored before still stands in
-        for its submission). `submissions`: the topic of the records held."""
+        must not write to the live topics; the live projector already set them aside)."""
         self.pool = pool
         self.keyring = keyring
         self.set_aside = set_aside
@@ -108,19 +90,14 @@ class Projector:
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             max_poll_records=1000,
         )
-        self.holding, self.submissions = Holding(pending_after), submissions
-        # Counts rebalances: a batch fetched across one is not applied (records fetched before it
-        # may lie past a position it moved back, and holding them would put them ahead of the
-        # records read again; its stored offset would skip those).
-        self.generation = 0
-        self.rebalancing = False
         self.running = False
 
     async def start(self) -> None:
         if self.set_aside:
             await self.set_aside.start()
         await self.consumer.start()
-        self.consumer.subscribe(list(self.subscribed), listener=_SeekToStoredOffsets(self))
+        self.consumer.subscribe(list(self.subscribed),
+                                listener=_SeekToStoredOffsets(self.consumer, self.pool, self.group))
         self.running = True
 
     async def stop(self) -> None:
@@ -131,58 +108,35 @@ class Projector:
 
     async def run(self) -> None:
         while self.running:
-            if self.rebalancing:
-                await asyncio.sleep(0.05)
-                continue
-            generation = self.generation
             batches = await self.consumer.getmany(timeout_ms=200, max_records=1000)
             if batches:
                 batches = await fill(self.consumer, batches, max_records=1000)
-            if generation != self.generation or self.rebalancing:
-                await self._read_on_from_stored()
-                continue
-            if batches or self.holding.any_due(time.monotonic()):
                 await self.apply(batches)
                 await self._report_lag()
 
     async def apply(self, batches: dict[TopicPartition, list]) -> None:
-        rows, sources, next_offsets, now = [], [], {}, time.monotonic()
+        rows, sources, next_offsets = [], [], {}
         for tp, messages in batches.items():
-            if tp.topic == self.submissions:
-                self.holding.hold(tp, messages, now)
-                continue
             for message in messages:
-                await self._project(tp, message, rows, sources)
+                try:
+                    event = open_trusted(self.keyring, message.key, message.value, message.headers)
+                except UNTRUSTED as exc:
+                    await self._put_aside(tp, message, str(exc), suspicious=False)
+                    continue
+                row = project(event, Position(tp.topic, tp.partition, message.offset))
+                if row is not None:
+                    rows.append(row)
+                    sources.append((tp, message))
             next_offsets[(tp.topic, tp.partition)] = messages[-1].offset + 1
-        # Only decisions already stored stand in for a submission: one PostgreSQL refuses is set aside,
-        # and its submission is then written as pending.
-        for tp, messages in self.holding.due(now).items():
-            for message in messages:
-                await self._project(tp, message, rows, sources)
-        next_offsets.update(self.holding.next_offsets())
-        written = await self._until_written(rows, sources, next_offsets)
-        if written is None:
+        if not await self._until_written(rows, sources, next_offsets):
             return
-        self.holding.decided([str(r.id) for r in written if isinstance(r, EventRow) and r.authoritative], now)
         for tp, messages in batches.items():
             RECORDS.labels(tp.topic).inc(len(messages))
 
-    async def _project(self, tp: TopicPartition, message, rows: list, sources: list) -> None:
-        try:
-            event = open_trusted(self.keyring, message.key, message.value, message.headers)
-        except UNTRUSTED as exc:
-            await self._put_aside(tp, message, str(exc), suspicious=False)
-            return
-        row = project(event, Position(tp.topic, tp.partition, message.offset))
-        if row is not None:
-            rows.append(row)
-            sources.append((tp, message))
-
-    async def _until_written(self, rows, sources, next_offsets) -> list | None:
-        """Write the batch; a failure that is not a record's own is retried, skipping nothing. The
-        rows written (all but any set aside); None when it was not written: told to stop first
-        (nothing of it is committed, so it is read again), or another instance had written past it
-        (read on from where that one got).
+    async def _until_written(self, rows, sources, next_offsets) -> bool:
+        """Write the batch; a failure that is not a record's own is retried, skipping nothing.
+        False when it was not written: told to stop first (nothing of it is committed, so it is read
+        again), or another instance had written past it (read on from where that one got).
 
         Every step is idempotent in log order, so writing a batch again after a half-done attempt
         ends in the same rows.
@@ -190,7 +144,8 @@ class Projector:
         delay = 0.2
         while self.running:
             try:
-                return await self._write(rows, sources, next_offsets)
+                await self._write(rows, sources, next_offsets)
+                return True
             except store.StaleBatch as stale:
                 STALE.inc()
                 log.warning("another instance wrote past this batch; reading on from the stored offsets",
@@ -198,54 +153,34 @@ class Projector:
                 # Nothing of the batch was written: every partition in it reads again from where
                 # the stored offsets say, the stale ones further on, the others from where they were.
                 await self._seek_to_stored()
-                return None
+                return False
             except Exception as exc:
                 BATCH_RETRIES.inc()
                 log.warning("writing a batch failed; trying it again", extra={
                     "error_message": f"{type(exc).__name__}: {exc}", "retry_in_seconds": delay})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        return None
-
-    async def _read_on_from_stored(self) -> None:
-        """After a batch fetched across a rebalance was dropped: every partition reads on from its
-        stored offset (what was fetched after the rebalance's own seek is read again), trying until
-        the database answers, unless another rebalance (which seeks them all) comes first."""
-        delay = 0.2
-        while self.running and not self.rebalancing:
-            try:
-                await self._seek_to_stored()
-                return
-            except Exception as exc:
-                log.warning("reading the stored offsets failed; trying again", extra={
-                    "error_message": f"{type(exc).__name__}: {exc}", "retry_in_seconds": delay})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        return False
 
     async def _seek_to_stored(self) -> None:
-        self.holding.forget_all()
         await seek_to_stored(self.consumer, self.pool, self.group, self.consumer.assignment())
 
-    async def _write(self, rows, sources, next_offsets) -> list:
+    async def _write(self, rows, sources, next_offsets) -> None:
         try:
             with BATCH_SECONDS.time():
                 await store.apply_batch(self.pool, self.group, rows, next_offsets)
-            return rows
         except Exception as exc:
             if record_fault(exc) is None:
                 raise
-            return await self._apply_one_by_one(rows, sources, next_offsets)
+            await self._apply_one_by_one(rows, sources, next_offsets)
 
-    async def _apply_one_by_one(self, rows, sources, next_offsets) -> list:
-        """A value PostgreSQL refuses spoils the whole batch: find it, set it aside, apply the rest
-        (the rows it applied)."""
-        written = []
+    async def _apply_one_by_one(self, rows, sources, next_offsets) -> None:
+        """A value PostgreSQL refuses spoils the whole batch: find it, set it aside, apply the rest."""
         for row, (tp, message) in zip(rows, sources):
             try:
                 await store.apply_batch(self.pool, self.group, [row], {(tp.topic, tp.partition): message.offset + 1})
-                written.append(row)
             except store.StaleBatch:
-                written.append(row)  # written already (by an earlier try of this batch, or another instance)
+                continue  # written already (by an earlier try of this batch, or another instance)
             except Exception as exc:
                 state = record_fault(exc)
                 if state is None:
@@ -254,7 +189,6 @@ class Projector:
                 await self._put_aside(tp, message, f"PostgreSQL refused it ({state}): {exc}",
                                       suspicious=state[:2] in SUSPICIOUS)
         await store.apply_batch(self.pool, self.group, [], next_offsets)
-        return written
 
     async def _put_aside(self, tp: TopicPartition, message, reason: str, *, suspicious: bool) -> None:
         """An untrusted, unreadable or unstorable record is never applied and never stalls the partition."""
