@@ -38,11 +38,18 @@ async def get_flags(request: Request) -> FlagCache:
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def _principal(request: Request, credentials: HTTPAuthorizationCredentials | None, roles: tuple[str, ...]) -> Principal:
+def _token(credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is None:
         raise Problem(401, "unauthorized", "A bearer token is required.", headers={"WWW-Authenticate": "Bearer"})
-    verifier: TokenVerifier = request.app.state.verifier
-    principal = verifier.verify(credentials.credentials)
+    return credentials.credentials
+
+
+def _principal(request: Request, credentials: HTTPAuthorizationCredentials | None, roles: tuple[str, ...]) -> Principal:
+    return _verified(request.app.state.verifier, _token(credentials), roles)
+
+
+def _verified(verifier: TokenVerifier, token: str, roles: tuple[str, ...]) -> Principal:
+    principal = verifier.verify(token)
     if principal.role not in roles:
         raise Problem(403, "forbidden", f"This needs the role {' or '.join(roles)}.")
     return principal
@@ -67,8 +74,14 @@ Ports = Annotated[ports.Ports, Depends(get_ports)]
 
 async def writes_allowed(request: Request, credentials: Bearer) -> Principal:
     """An app user, if the kill switch and the canary let their writes through."""
-    user = _principal(request, credentials, ("user",))
-    check_write_allowed(request.app.state.flags.current, user.sub)
+    return writing_user(request.app.state, _token(credentials))
+
+
+def writing_user(state, token: str) -> Principal:
+    """The app user the token names, if the kill switch and the canary let their writes through;
+    raises the Problem to answer otherwise. `state`: the app's (its verifier and flag cache)."""
+    user = _verified(state.verifier, token, ("user",))
+    check_write_allowed(state.flags.current, user.sub)
     return user
 
 

@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.ingest.auth import Principal
-from services.ingest.flags import check_write_allowed
-from services.ingest.limits import replaying
+from services.ingest.deps import writing_user
+from services.ingest.limits import read_body, replaying
 from services.ingest.routers.events import answer_submission, router as events_router
 from services.ingest.schemas import SubmitEvent
 
@@ -40,7 +40,7 @@ class SubmitEventFastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH or scope.get("root_path"):
             return await self.app(scope, receive, send)
-        body = await _read(receive)
+        body = await read_body(receive)
         if body is None:
             return  # the client went away before sending its body
         replay = replaying(body, receive)
@@ -71,10 +71,7 @@ def _take(app: FastAPI, scope: Scope, body: bytes) -> tuple[SubmitEvent, Princip
     if media_type != JSON or scheme.lower() != "bearer" or not token:
         return None
     try:
-        user = app.state.verifier.verify(token)
-        if user.role != "user":
-            return None
-        check_write_allowed(app.state.flags.current, user.sub)
+        user = writing_user(app.state, token)
         # json.loads, as Starlette reads a body: orjson would read an integer past 64 bits as a float,
         # and the event (and its body hash, which tells a retry from a reused nonce) would differ.
         submission = SubmitEvent.model_validate(json.loads(body))
@@ -92,13 +89,3 @@ def _handler_for(app: FastAPI, exc: Exception):
             return app.exception_handlers[cls] if cls is not Exception else None
     return None
 
-
-async def _read(receive: Receive) -> bytes | None:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)

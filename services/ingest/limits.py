@@ -24,23 +24,39 @@ class BodySizeLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await self._too_large(scope, receive, send)
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away before sending its body
-            size += len(message.get("body", b""))
-            if size > self.limit:
-                return await self._too_large(scope, receive, send)
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        await self.app(scope, replaying(b"".join(chunks), receive), send)
+        try:
+            body = await read_body(receive, self.limit)
+        except TooLarge:
+            return await self._too_large(scope, receive, send)
+        if body is None:
+            return  # the client went away before sending its body
+        await self.app(scope, replaying(body, receive), send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(413, "payload-too-large", f"Request bodies are limited to {self.limit} bytes.",
                                     title="Content Too Large")
         await response(scope, receive, send)
+
+
+class TooLarge(Exception):
+    pass
+
+
+async def read_body(receive: Receive, limit: int | None = None) -> bytes | None:
+    """The whole body; None if the client went away first. Raises TooLarge past `limit` bytes,
+    having read no more than that."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def replaying(body: bytes, receive: Receive) -> Receive:
