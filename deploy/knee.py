@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -223,9 +224,7 @@ class Load:
         sent when due whatever the answers before it."""
         total = round(step.offered * step.seconds)
         if arrivals is None:
-            # Every user well under the hourly limit and at least 2 s between its events.
-            count = max(int(step.offered * 2), total // 80 + 1)
-            plan = [(i / step.offered, i % count) for i in range(total)]
+            count, plan = people(total, step.offered, random.Random(step.name))
         else:
             plan = arrivals(total, step.seconds)
             count = max(user for _, user in plan) + 1
@@ -327,6 +326,24 @@ async def raw_insert_rate(dsn: str, rows: int = 20000, batch: int = 500) -> floa
         await pool.close()
 
 
+# Each user sends at most this many events in a step: as few as people using an app send, and too
+# few for the hourly velocity signal or the metronome's six intervals.
+EVENTS_PER_USER = 6
+# How far each event moves from its even spacing, as a share of that spacing: people are not clocks,
+# and events exactly evenly spaced are what the metronome signal holds for review.
+JITTER = 0.2
+
+
+def people(total: int, offered: float, rng: random.Random) -> tuple[int, list[tuple[float, int]]]:
+    """`total` events at `offered` a second from honest users: (user count, (due offset, user) pairs).
+    Each user's events are at least 2 s apart (1.2 s after the jitter), so no signal mistakes them
+    for a script and the steps measure the path most events take, not the fraud path."""
+    count = max(int(offered * 2), -(-total // EVENTS_PER_USER))
+    spacing, end = count / offered, total / offered
+    return count, sorted((min(end, max(0.0, i / offered + rng.uniform(-JITTER, JITTER) * spacing)), i % count)
+                         for i in range(total))
+
+
 def together(users: int, each: int, gap: float) -> Callable[[int, float], list[tuple[float, int]]]:
     """The guide's test with every user arriving at once: `users` users, `each` events `gap` s apart."""
     def plan(total: int, seconds: float) -> list[tuple[float, int]]:
@@ -393,7 +410,11 @@ class KneeReport:
             f"Open loop on {self.cores} cores, the load generator on the same machine. Each step sends at its "
             f"offered rate whatever the answers; a step is *broken* when p99 > {BROKEN_P99_MS:.0f} ms, errors > "
             f"{BROKEN_ERROR_SHARE:.0%} or fewer than {BROKEN_ACCEPTED_SHARE:.0%} of the offered events are "
-            "accepted. Latency counts from when a request was due; decision latency from due until the "
+            f"accepted. The events come from honest users: each sends at most {EVENTS_PER_USER} in a step, at "
+            f"least 2 s apart give or take {JITTER:.0%}, so the trust rules validate them all and the steps "
+            "measure the path most events take (the guide's test below sends its users' events exactly 1.1 s "
+            "apart, which the metronome signal holds for review). "
+            "Latency counts from when a request was due; decision latency from due until the "
             f"decision is readable in PostgreSQL (one event in {SAMPLE_EVERY}); drain is from the load's end "
             f"until nothing is pending. Before the first step the stack ran {WARM_UP_SECONDS:.0f} s at the first "
             "step's rate, unreported, so the broker's JVM had compiled its hot paths.", "",
