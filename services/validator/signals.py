@@ -75,7 +75,8 @@ class Finding:
 
 def spacing(event: EventSubmitted, state: UserState, rules: RuleSet) -> list[Finding]:
     """The seed's rule: events under a second apart are a tap bot's, not a person's."""
-    gaps = [abs((event.event_time - seen).total_seconds()) for seen in state.recent_event_times()]
+    at = event.event_time.timestamp()
+    gaps = [abs(at - seen) for seen in state.recent_event_timestamps()]
     if gaps and min(gaps) < rules.min_spacing_seconds:
         return [Finding("rapid_fire_events", cap=rules.rapid_fire_cap, severity="high",
                         evidence={"closest_seconds": round(min(gaps), 3)})]

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from bisect import insort
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from typing import Literal
 
 from shared.events import EventSubmitted
@@ -14,6 +15,10 @@ DEDUP_HORIZON = timedelta(hours=26)
 # Long enough for the daily and burst signals; older activity is summarised by last_activity.
 RECENT_HORIZON = timedelta(hours=26)
 REVIEW_HORIZON = timedelta(days=30)
+
+
+def _received(entry: list) -> float:
+    return entry[0]
 
 
 def payload_fingerprint(event: EventSubmitted) -> str:
@@ -53,8 +58,8 @@ class UserState:
     def already_decided(self, event: EventSubmitted) -> bool:
         return str(event.event_id) in self.decided
 
-    def recent_event_times(self) -> list[datetime]:
-        return [datetime.fromtimestamp(entry[1], timezone.utc) for entry in self.recent]
+    def recent_event_timestamps(self) -> list[float]:
+        return [entry[1] for entry in self.recent]
 
     def recent_received(self) -> list[float]:
         return sorted(entry[0] for entry in self.recent)
@@ -64,10 +69,10 @@ class UserState:
         return sum(1 for entry in self.recent if entry[0] > since)
 
     def same_type_on_day(self, event: EventSubmitted) -> int:
-        day = event.event_time.astimezone(timezone.utc).date()
-        return sum(1 for entry in self.recent
-                   if entry[2] == event.event_type
-                   and datetime.fromtimestamp(entry[1], timezone.utc).date() == day)
+        """Events of this type whose event time falls on the same UTC day as this one's."""
+        start = datetime.combine(event.event_time.astimezone(timezone.utc).date(), time.min, timezone.utc).timestamp()
+        end = start + 86400
+        return sum(1 for entry in self.recent if entry[2] == event.event_type and start <= entry[1] < end)
 
     def seen_payload(self, event: EventSubmitted, window: timedelta) -> bool:
         since, fingerprint = (event.received_at - window).timestamp(), payload_fingerprint(event)
@@ -89,14 +94,17 @@ class UserState:
         # gateway, or delivered again) does not bring back what had already aged out.
         newest = max(received, self.recent[-1][0] if self.recent else received)
         self.decided[str(event.event_id)] = received
-        self.decided = {k: t for k, t in self.decided.items() if t >= newest - DEDUP_HORIZON.total_seconds()}
-        self.recent.append([received, event.event_time.timestamp(), event.event_type, payload_fingerprint(event)])
-        self.recent.sort(key=lambda entry: entry[0])
+        # Pruned only when something has aged out: rebuilding them on every event was most of the cost.
+        dedup_horizon = newest - DEDUP_HORIZON.total_seconds()
+        if min(self.decided.values()) < dedup_horizon:
+            self.decided = {k: t for k, t in self.decided.items() if t >= dedup_horizon}
+        insort(self.recent, [received, event.event_time.timestamp(), event.event_type, payload_fingerprint(event)],
+               key=_received)
         horizon = newest - RECENT_HORIZON.total_seconds()
-        dropped = [entry[0] for entry in self.recent if entry[0] < horizon]
-        if dropped:
+        if self.recent[0][0] < horizon:
+            dropped = [entry[0] for entry in self.recent if entry[0] < horizon]
             self.last_activity = max(dropped + ([self.last_activity] if self.last_activity else []))
-        self.recent = [entry for entry in self.recent if entry[0] >= horizon]
+            self.recent = [entry for entry in self.recent if entry[0] >= horizon]
 
     def hold_for_review(self, decision: dict, now: datetime) -> None:
         self.reviewable[decision["event_id"]] = decision

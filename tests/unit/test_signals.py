@@ -32,6 +32,12 @@ def test_spacing_flags_events_under_a_second_apart_by_event_time():
     assert reasons(signals.spacing(event(T0 + timedelta(seconds=0.5)), history(event(T0)), RULES)) == \
         ["rapid_fire_events"]
     assert signals.spacing(event(T0 + timedelta(seconds=2)), history(event(T0)), RULES) == []
+    # The seed's bound is "under a second": a second to the microsecond, at any time of day, is not.
+    for micro in (1, 123457, 999999):
+        at = T0 + timedelta(hours=13, microseconds=micro)
+        assert signals.spacing(event(at + timedelta(seconds=1)), history(event(at)), RULES) == []
+        assert reasons(signals.spacing(event(at + timedelta(microseconds=999999)), history(event(at)), RULES)) == \
+            ["rapid_fire_events"]
 
 
 def test_an_offline_batch_with_real_spacing_is_not_rapid_fire():

@@ -33,5 +33,5 @@ def test_recent_event_times_are_kept_whatever_order_they_arrive_in():
     state = UserState()
     state.remember(submitted(T0, event_time=T0))
     state.remember(submitted(T0 + timedelta(seconds=1), event_time=T0 - timedelta(minutes=5)))
-    assert sorted(t.timestamp() for t in state.recent_event_times()) == \
+    assert sorted(state.recent_event_timestamps()) == \
         [(T0 - timedelta(minutes=5)).timestamp(), T0.timestamp()]

@@ -88,6 +88,16 @@ class UserStateModel(RuleBasedStateMachine):
         assert self.state.last_activity == (max(dropped) if dropped else None)
 
     @invariant()
+    def same_type_counts_per_day_are_the_lists(self):
+        horizon = self.newest() - RECENT_HORIZON
+        kept = [e for e in self.shown if e.received_at >= horizon]
+        for probe in kept[-3:]:
+            day = probe.event_time.astimezone(timezone.utc).date()
+            expected = sum(1 for e in kept if e.event_type == probe.event_type
+                           and e.event_time.astimezone(timezone.utc).date() == day)
+            assert self.state.same_type_on_day(probe) == expected
+
+    @invariant()
     def the_same_payload_is_recognised_inside_the_window(self):
         if self.shown:
             newest = max(self.shown, key=lambda e: e.received_at)
