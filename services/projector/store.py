@@ -79,7 +79,7 @@ async def apply_batch(
             await conn.executemany(_INSERT_ANSWERS, answers)
         users = sorted({r.user_id for r in events})
         if users:
-            await conn.execute("SELECT refresh_user_points_cache(u) FROM unnest($1::text[]) AS u", users)
+            await conn.execute("SELECT refresh_user_points_caches($1::text[])", users)
         await conn.executemany(
             "INSERT INTO projector_offsets (consumer_group, topic, partition, next_offset) "
             "VALUES ($1, $2, $3, $4) ON CONFLICT (consumer_group, topic, partition) "

@@ -265,3 +265,28 @@ async def test_refresh_repairs_a_cache_that_drifted_from_the_ledger(db):
         assert [r["user_id"] for r in await conn.fetch(BALANCE_DISCREPANCIES)].count(user) == 1
         await conn.execute("SELECT refresh_user_points_cache($1)", user)
         assert user not in [r["user_id"] for r in await conn.fetch(BALANCE_DISCREPANCIES)]
+
+
+async def test_the_projectors_refresh_of_many_users_gives_each_the_sums_the_guides_one_user_refresh_does(db):
+    earner, spender, newcomer = new_user(), new_user(), new_user()
+    rows = [(earner, "habit_completed", 10, "validated"), (earner, "habit_completed", 7, "pending"),
+            (earner, "habit_completed", 5, "pending_review"), (earner, "habit_completed", 3, "rejected"),
+            (spender, "habit_completed", 50, "validated"), (spender, "coupon_redemption", -30, "validated"),
+            (spender, "coupon_refund", 30, "validated"), (spender, "coupon_redemption", -20, "validated")]
+    columns = "available_points, pending_points, lifetime_earned, lifetime_spent"
+    async with rolled_back(db) as conn:
+        for user, kind, points, status in rows:
+            await conn.execute(
+                "INSERT INTO points_events (user_id, event_type, event_time, points_delta, validation_status) "
+                "VALUES ($1, $2, now(), $3, $4)", user, kind, points, status)
+        await conn.execute("SELECT refresh_user_points_caches($1::text[])", [spender, newcomer, earner, earner])
+        together = {r["user_id"]: tuple(r)[1:] for r in await conn.fetch(
+            f"SELECT user_id, {columns} FROM user_points_cache WHERE user_id = ANY($1::text[])",
+            [earner, spender, newcomer])}
+        assert together == {earner: (10, 12, 10, 0), spender: (30, 0, 50, 20), newcomer: (0, 0, 0, 0)}
+        for user in (earner, spender, newcomer):
+            await conn.execute("SELECT refresh_user_points_cache($1)", user)
+        alone = {r["user_id"]: tuple(r)[1:] for r in await conn.fetch(
+            f"SELECT user_id, {columns} FROM user_points_cache WHERE user_id = ANY($1::text[])",
+            [earner, spender, newcomer])}
+        assert alone == together
