@@ -29,6 +29,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import ProducerFenced, TransactionalIdAuthorizationFailed
+from aiokafka.producer import sender as aiokafka_sender
 from prometheus_client import Counter, Histogram
 
 from shared import topics
@@ -57,6 +58,13 @@ FENCED_GRACE_SECONDS = 15.0
 DEFERRED = Counter("points_batches_deferred_total", "Partitions' records held back until a topic they wait for "
                    "was read to its end", ["group", "topic"])
 FENCING_ERRORS = (ProducerFenced, TransactionalIdAuthorizationFailed)
+# A partition's next transaction, begun within a few milliseconds of its last commit, is refused
+# (CONCURRENT_TRANSACTIONS) until the broker has written the commit's markers, and aiokafka retries
+# after a fixed 20 ms (KAFKA-5477). The markers take a millisecond or two here, so retrying every
+# 2 ms took back-to-back transactions from 24 ms to 5 (docs/performance.md, step 14): the wait a
+# redemption paid whenever the redeemer had just committed for its partition.
+CONCURRENT_TRANSACTIONS_RETRY_SECONDS = 0.002
+aiokafka_sender.BACKOFF_OVERRIDE = CONCURRENT_TRANSACTIONS_RETRY_SECONDS
 # How many users' states are decoded between two turns of the event loop while restoring.
 RESTORE_SLICE = 2000
 
@@ -118,6 +126,11 @@ class TransactionalWorker(ABC, Generic[State]):
             partition_assignment_strategy=(RangePartitionAssignor,),
             # A crashed instance's partitions move on after 10 s.
             session_timeout_ms=10000, heartbeat_interval_ms=3000)
+        # Asks the ends of the topics others wait for. Not the group consumer: a broker answers one
+        # connection's requests in order, so there the question waited behind the fetch in flight,
+        # up to FETCH_MAX_WAIT_MS, on every batch (half of a redemption's time when idle).
+        self.ends = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                     isolation_level="read_committed")
         # partition -> its transactional producer, for the partitions this instance was assigned
         self.producers: dict[int, AIOKafkaProducer] = {}
         # partition -> user -> state, for the partitions this instance owns
@@ -157,6 +170,10 @@ class TransactionalWorker(ABC, Generic[State]):
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
+        await self.ends.start()
+        if self.waits_for:
+            # Its first question waits for the cluster's metadata: asked now rather than by the first batch.
+            await self.ends.end_offsets([TopicPartition(topic, 0) for topic in set(self.waits_for.values())])
         await self.consumer.start()
         self.consumer.subscribe(list(self.inputs), listener=_Rebalance(self))
         self.running = True
@@ -165,6 +182,7 @@ class TransactionalWorker(ABC, Generic[State]):
         self.running = False
         await self.consumer.stop()  # revokes, which stops the partitions' producers
         await self.release(set(self.producers))
+        await self.ends.stop()
 
     def ready(self) -> bool:
         """Working: in the group, with the state of every assigned partition restored."""
@@ -196,7 +214,9 @@ class TransactionalWorker(ABC, Generic[State]):
             await old.stop()
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, transactional_id=f"{self.group}-{partition}",
-            enable_idempotence=True, acks="all", linger_ms=5)
+            # No linger: a batch's records are all handed over before the transaction first waits, so
+            # they share a request anyway, and lingering only held every commit back 5 ms.
+            enable_idempotence=True, acks="all", linger_ms=0)
         await producer.start()
         try:
             async with producer.transaction():  # empty: waits for the producer id, which does the fencing
@@ -332,7 +352,7 @@ class TransactionalWorker(ABC, Generic[State]):
                    for tp in batches if tp.topic in self.waits_for}
         if not awaited:
             return set()
-        ends = await self.consumer.end_offsets(list(set(awaited.values())))
+        ends = await self.ends.end_offsets(list(set(awaited.values())))
         return {tp for tp, other in awaited.items() if await self.consumer.position(other) < ends[other]}
 
     async def process(self, batches: dict[TopicPartition, list]) -> dict[int, list[Any] | BaseException]:
