@@ -9,10 +9,12 @@ from aiokafka import AIOKafkaConsumer
 # commit) costs the broker and the database about as much as dozens of records, so at moderate
 # rates some milliseconds of waiting divide that cost among many records.
 ENOUGH_RECORDS = 200
-# A read_committed fetch waiting at the broker is not woken when a transaction commits (only new
-# records wake it), so records become readable to it only when its wait runs out: Kafka's default
-# 500 ms wait was most of the time from an event's acceptance to its readable decision.
-FETCH_MAX_WAIT_MS = 50
+# How long a fetch waits at the broker for records. A waiting read_committed fetch is answered as
+# soon as records arrive or a transaction commits, so the wait costs no latency; it costs requests,
+# which a short one makes many of on an idle stack (docs/performance.md, step 15). What must not
+# queue behind a waiting fetch on the consumer's connection (a broker answers one connection's
+# requests in order) is asked elsewhere: shared/transactional.py's `ends`.
+FETCH_MAX_WAIT_MS = 5000
 # Where nobody waits on the batch (events to decide, rows to project, credits to count: a decision
 # has a second): at 400 ev/s, 60 ms rather than 20 took a tenth off the validator's CPU per event and
 # a fifth off the projector's and the redeemer's (docs/performance.md).

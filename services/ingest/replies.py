@@ -31,9 +31,9 @@ class ReplyWaiter:
     def __init__(self, bootstrap: str, keyring: Keyring, *, timeout: float):
         """`timeout`: how long the first wait after a rest may take to find the end of the topic."""
         self.keyring, self.timeout = keyring, timeout
-        # Without a group, a subscription is every partition of the topic, from its end on. A commit
-        # does not wake a read_committed fetch waiting at the broker: an answer waits out the
-        # fetch's wait, so it is short here, where a client waits on every answer.
+        # Without a group, a subscription is every partition of the topic, from its end on. The
+        # fetch's wait is short because waking after a rest asks for the topic's end on this
+        # connection, where the broker answers it only after a fetch still waiting there.
         self.consumer = AIOKafkaConsumer(topics.REPLIES, bootstrap_servers=bootstrap, group_id=None,
                                          enable_auto_commit=False, auto_offset_reset="latest",
                                          isolation_level="read_committed", fetch_max_wait_ms=REPLY_FETCH_MAX_WAIT_MS)
