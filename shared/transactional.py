@@ -29,7 +29,6 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import ProducerFenced, TransactionalIdAuthorizationFailed
-from aiokafka.producer import sender as aiokafka_sender
 from prometheus_client import Counter, Histogram
 
 from shared import topics
@@ -58,13 +57,6 @@ FENCED_GRACE_SECONDS = 15.0
 DEFERRED = Counter("points_batches_deferred_total", "Partitions' records held back until a topic they wait for "
                    "was read to its end", ["group", "topic"])
 FENCING_ERRORS = (ProducerFenced, TransactionalIdAuthorizationFailed)
-# A partition's next transaction, begun within a few milliseconds of its last commit, is refused
-# (CONCURRENT_TRANSACTIONS) until the broker has written the commit's markers, and aiokafka retries
-# after a fixed 20 ms (KAFKA-5477). The markers take a millisecond or two here, so retrying every
-# 2 ms took back-to-back transactions from 24 ms to 5 (docs/performance.md, step 14): the wait a
-# redemption paid whenever the redeemer had just committed for its partition.
-CONCURRENT_TRANSACTIONS_RETRY_SECONDS = 0.002
-aiokafka_sender.BACKOFF_OVERRIDE = CONCURRENT_TRANSACTIONS_RETRY_SECONDS
 # How many users' states are decoded between two turns of the event loop while restoring.
 RESTORE_SLICE = 2000
 
