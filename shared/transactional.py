@@ -33,7 +33,7 @@ from prometheus_client import Counter, Histogram
 
 from shared import topics
 from shared.changelog import read_to_end
-from shared.consuming import FETCH_MAX_WAIT_MS, LINGER_MS, fill
+from shared.consuming import FETCH_MAX_WAIT_MS, LINGER_MS, URGENT_LINGER_MS, fill, merge
 from shared.deadletter import dead_letter
 from shared.envelope import to_record
 from shared.events import Event, utcnow
@@ -54,6 +54,8 @@ GIVE_UP_AFTER_SECONDS = 120.0
 # fenced it: past this, that other instance was a stale owner (paused, or between a revocation and
 # its new assignment), and this one takes the partition back rather than leave it unhandled.
 FENCED_GRACE_SECONDS = 15.0
+# How long a batch waits for the unread records its records wait for before it is put off instead.
+CATCH_UP_MS = 50
 DEFERRED = Counter("points_batches_deferred_total", "Partitions' records held back until a topic they wait for "
                    "was read to its end", ["group", "topic"])
 FENCING_ERRORS = (ProducerFenced, TransactionalIdAuthorizationFailed)
@@ -108,6 +110,9 @@ class TransactionalWorker(ABC, Generic[State]):
     # of the second has been read to its end (asked of the broker at that moment), and the second is
     # handled first within a batch.
     waits_for: ClassVar[Mapping[str, str]] = {}
+    # Inputs whose senders wait on the answer: a batch holding one of their records lingers no more
+    # than URGENT_LINGER_MS (shared/consuming.py).
+    urgent: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, bootstrap: str, *, signer: Signer, keyring: Keyring):
         self.bootstrap, self.signer, self.keyring = bootstrap, signer, keyring
@@ -127,6 +132,9 @@ class TransactionalWorker(ABC, Generic[State]):
         self.producers: dict[int, AIOKafkaProducer] = {}
         # partition -> user -> state, for the partitions this instance owns
         self.states: dict[int, dict[str, State]] = defaultdict(dict)
+        # partition -> input -> the offset to read on from, for batches that changed nothing and sent
+        # nothing, and so were not worth a transaction of their own: committed with the partition's next.
+        self.unsent_offsets: dict[int, dict[TopicPartition, int]] = defaultdict(dict)
         # Partitions whose producer fenced the earlier owners and whose state was read back since:
         # the only ones handled.
         self.owned: set[int] = set()
@@ -195,6 +203,7 @@ class TransactionalWorker(ABC, Generic[State]):
         for partition in partitions:
             self.owned.discard(partition)
             self.states.pop(partition, None)
+            self.unsent_offsets.pop(partition, None)
         producers = [self.producers.pop(p) for p in partitions if p in self.producers]
         await asyncio.gather(*(producer.stop() for producer in producers), return_exceptions=True)
 
@@ -237,6 +246,8 @@ class TransactionalWorker(ABC, Generic[State]):
 
     async def _rewind(self, partitions: set[int]) -> None:
         """Read the partitions on from their last committed offsets."""
+        for partition in partitions:
+            self.unsent_offsets.pop(partition, None)
         for tp in self.consumer.assignment():
             if tp.partition in partitions:
                 committed = await self.consumer.committed(tp)
@@ -251,10 +262,6 @@ class TransactionalWorker(ABC, Generic[State]):
                     extra={"group": self.group, "partition": partition})
         self.fenced[partition] = time.monotonic()
         await self.release({partition})
-
-    def linger_ms(self, batches: Mapping[TopicPartition, list]) -> int:
-        """How long a small batch waits for more before its transactions (shared/consuming.py)."""
-        return LINGER_MS
 
     # -- the loop -----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -274,8 +281,13 @@ class TransactionalWorker(ABC, Generic[State]):
             generation = self.generation
             batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
             if not batches:
+                if any(self.unsent_offsets.values()):
+                    async with self.batch_lock:
+                        await self._commit_unsent_offsets()
                 continue
-            batches = await fill(self.consumer, batches, max_records=500, linger_ms=self.linger_ms(batches))
+            batches = await fill(self.consumer, batches, max_records=500, linger_ms=LINGER_MS, urgent=self.urgent,
+                                 urgent_linger_ms=URGENT_LINGER_MS)
+            await self._read_awaited(batches)
             if generation != self.generation or self.rebalancing:
                 # A rebalance while these were read: some may predate it, some not. None is handled;
                 # every partition reads on from its last commit instead.
@@ -311,6 +323,27 @@ class TransactionalWorker(ABC, Generic[State]):
             await asyncio.sleep(min(0.25 * 2 ** aborts_in_a_row, 5.0))  # a broker away for a moment
             await self._take_over_assigned(set(failed))
 
+    async def _commit_unsent_offsets(self) -> None:
+        """Once the input is quiet, commit what batches that were not worth a transaction read, so
+        the group's lag comes back to 0."""
+        async def commit(partition: int) -> None:
+            offsets = dict(self.unsent_offsets[partition])
+            producer = self.producers[partition]
+            async with producer.transaction():
+                await producer.send_offsets_to_transaction(offsets, self.group)
+            for tp, offset in offsets.items():  # unless a batch read on meanwhile
+                if self.unsent_offsets[partition].get(tp) == offset:
+                    del self.unsent_offsets[partition][tp]
+
+        partitions = [p for p, offsets in self.unsent_offsets.items() if offsets and p in self.owned]
+        outcomes = await asyncio.gather(*(commit(p) for p in partitions), return_exceptions=True)
+        for partition, outcome in zip(partitions, outcomes):
+            if isinstance(outcome, FENCING_ERRORS):
+                await self._give_up(partition)
+            elif isinstance(outcome, BaseException):  # tried again when next quiet
+                log.warning("committing read offsets failed", exc_info=outcome,
+                            extra={"group": self.group, "partition": partition})
+
     async def _read_on_from_commits(self) -> None:
         """Every owned partition reads on from its last commit; one that cannot be rewound now is
         given up, so it is taken over again (and rewound then) before anything of it is handled."""
@@ -337,6 +370,18 @@ class TransactionalWorker(ABC, Generic[State]):
                               extra={"group": self.group, "partitions": sorted(partitions)})
                 await self.release(partitions)
                 await asyncio.sleep(1)
+
+    async def _read_awaited(self, batches: dict[TopicPartition, list]) -> None:
+        """Into `batches`, what its records wait for and the consumer has not read yet, when it comes
+        within CATCH_UP_MS: most often it is on its way (the redeemer's own debits, coming back), and
+        putting the records off to the next batch would cost their senders a whole batch more."""
+        try:
+            waiting = await self._waiting(batches)
+        except Exception:
+            return  # asked again, and answered, before the batch is handled
+        if waiting:
+            awaited = {TopicPartition(self.waits_for[tp.topic], tp.partition) for tp in waiting}
+            merge(batches, await self.consumer.getmany(*awaited, timeout_ms=CATCH_UP_MS))
 
     async def _waiting(self, batches: dict[TopicPartition, list]) -> set[TopicPartition]:
         """Input partitions whose records must wait: what they wait for has committed records not yet read."""
@@ -381,13 +426,23 @@ class TransactionalWorker(ABC, Generic[State]):
                         touched.add(user)
                     results.append(result)
                 offsets[tp] = messages[-1].offset + 1
+            unsent = self.unsent_offsets[partition]
+            if not touched and not transaction.sends:
+                # Nothing to write (a redeemer reading back its own debits, say): no transaction, the
+                # empty one commits without a word to the broker. Read again after a crash, these
+                # records change nothing again.
+                unsent.update(offsets)
+                return results
             for user in touched:
                 value = orjson.dumps(self.state(partition, user).to_dict())
                 await self.send(self.state_topic, value, key=user.encode(), partition=partition)
             # A record the broker refused (too large, say) fails its future only: the commit would
-            # still go through, offsets without that output. So every send is awaited first.
+            # still go through, offsets without that output. So every send is awaited first. (Sending
+            # the offsets meanwhile was slower: their request, refused while the last transaction's
+            # markers were written, is retried after aiokafka's 100 ms, not 20.)
             await asyncio.gather(*transaction.sends)
-            await transaction.producer.send_offsets_to_transaction(offsets, self.group)
+            await transaction.producer.send_offsets_to_transaction({**unsent, **offsets}, self.group)
+        unsent.clear()
         return results
 
     # -- writing, inside the open transaction -------------------------------------------------

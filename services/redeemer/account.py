@@ -38,14 +38,19 @@ class Account:
     clawed_back: list[str] = field(default_factory=list)
 
     # -- the ledger --------------------------------------------------------------------------
-    def apply_ledger(self, record: EventDecided) -> None:
+    def apply_ledger(self, record: EventDecided) -> bool:
+        """Count a ledger record; False when it changes nothing (one counted already, as the
+        redeemer's own debits are when they come back)."""
         key = str(record.event_id)
         now_counts = record.points_delta if record.validation_status == "validated" else 0
+        if self.counted.get(key, 0) == now_counts:
+            return False
         self.balance += now_counts - self.counted.get(key, 0)
         if now_counts:
             self.counted[key] = now_counts
         else:
-            self.counted.pop(key, None)
+            del self.counted[key]
+        return True
 
     # -- commands ----------------------------------------------------------------------------
     def handle(self, command: Command, keys: CouponKeys, now: datetime) -> tuple[list[Event], CommandAnswered]:

@@ -24,7 +24,6 @@ from shared.transactional import TransactionalWorker
 log = logging.getLogger("points.redeemer")
 
 ANSWERS = Counter("redeemer_answers_total", "Commands answered", ["command", "outcome"])
-COMMAND_LINGER_MS = 2
 DEAD = Counter("redeemer_dead_lettered_records_total", "Untrusted or unreadable records set aside", ["topic"])
 
 
@@ -36,6 +35,9 @@ class Redeemer(TransactionalWorker[Account]):
     state_topic = topics.REDEEMER_STATE
     # A redemption must see every credit that was in the ledger when it arrived.
     waits_for = {topics.COMMANDS: topics.LEDGER}
+    # A command's client waits on its answer: a batch holding one goes at once (but for a moment, to
+    # gather the others of a burst), however long the credits before it would have waited for company.
+    urgent = frozenset({topics.COMMANDS})
 
     def __init__(self, bootstrap: str, *, signer: Signer, keyring: Keyring, keys: CouponKeys):
         super().__init__(bootstrap, signer=signer, keyring=keyring)
@@ -47,8 +49,8 @@ class Redeemer(TransactionalWorker[Account]):
             DEAD.labels(tp.topic).inc()
             return None, None
         if isinstance(record, EventDecided):
-            self.state(tp.partition, record.user_id).apply_ledger(record)
-            return record.user_id, None
+            changed = self.state(tp.partition, record.user_id).apply_ledger(record)
+            return (record.user_id if changed else None), None
         if not isinstance(record, Command):
             return None, None
         events, answer = self.state(tp.partition, record.user_id).handle(record, self.keys, now)
@@ -58,13 +60,6 @@ class Redeemer(TransactionalWorker[Account]):
                                record.user_id, tp.partition)
         await self.publish(topics.REPLIES, answer, record.user_id, tp.partition)
         return record.user_id, answer
-
-    def linger_ms(self, batches) -> int:
-        # A command's client waits on its answer: a batch holding one goes at once (but for a
-        # moment, to gather the others of a burst). Credits alone wait for company, as events do.
-        if any(tp.topic == topics.COMMANDS for tp in batches):
-            return COMMAND_LINGER_MS
-        return super().linger_ms(batches)
 
     def committed(self, partition: int, results: list[CommandAnswered | None]) -> None:
         for answer in results:

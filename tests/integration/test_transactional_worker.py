@@ -177,3 +177,57 @@ async def test_a_state_slower_to_read_back_than_the_session_timeout_keeps_the_wo
         await running
         await worker.stop()
         await producer.stop()
+
+
+async def test_records_that_change_nothing_are_read_past_and_their_offsets_committed_once_the_input_is_quiet(
+        settings, copier_topics):
+    Copier = copier_class(copier_topics)
+
+    class SkipsEchoes(Copier):
+        """An input it wrote itself (say) changes nothing and writes nothing."""
+
+        async def handle(self, tp, message, now):
+            if message.value == b"echo":
+                return None, None
+            return await super().handle(tp, message, now)
+
+    bootstrap = settings.kafka_bootstrap_servers
+    worker = SkipsEchoes(bootstrap, signer=signer_from(settings), keyring=keyring_from(settings))
+    await worker.start()
+    running = asyncio.create_task(worker.run())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await producer.start()
+    await admin.start()
+    tp = TopicPartition(copier_topics["input"], 0)
+
+    async def committed_offset():
+        return (await admin.list_consumer_group_offsets(SkipsEchoes.group)).get(tp, None)
+
+    try:
+        async def ready():
+            return worker.ready()
+
+        await eventually(ready, timeout=60)
+        for _ in range(2):
+            await producer.send_and_wait(tp.topic, b"echo", key=b"k", partition=0)
+
+        async def read_past_echoes():
+            offset = await committed_offset()
+            return offset is not None and offset.offset == 2
+
+        await eventually(read_past_echoes, timeout=30)
+        await producer.send_and_wait(tp.topic, b"real", key=b"k", partition=0)
+
+        async def copied():
+            return await committed_output(settings, copier_topics["output"], 0) == [b"real"]
+
+        await eventually(copied, timeout=30)
+        assert (await committed_offset()).offset == 3
+        assert worker.state(0, "k").count == 1
+    finally:
+        worker.running = False
+        await running
+        await worker.stop()
+        await producer.stop()
+        await admin.close()

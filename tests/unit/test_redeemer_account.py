@@ -65,8 +65,17 @@ def test_a_repeated_command_gets_the_first_answer_and_spends_nothing_more():
 def test_the_redeemers_own_debit_coming_back_on_the_ledger_is_not_counted_twice():
     account = funded(500)
     events, _ = account.handle(redeem(500), KEYS, NOW)
-    account.apply_ledger(events[0])
+    assert account.apply_ledger(events[0]) is False, "its own debit, read back, said to change the account"
     assert account.balance == 0
+
+
+def test_a_ledger_record_says_whether_it_changed_the_account():
+    account, event_id = Account(), uuid4()
+    assert account.apply_ledger(credit(10, "pending_review", event_id)) is False
+    assert account.apply_ledger(credit(10, "validated", event_id)) is True
+    assert account.apply_ledger(credit(10, "validated", event_id)) is False
+    assert account.apply_ledger(credit(10, "rejected", event_id)) is True
+    assert account.balance == 0 and account.counted == {}
 
 
 def test_a_decision_replaced_by_review_counts_once():
