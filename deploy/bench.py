@@ -98,6 +98,8 @@ class BenchReport:
     serial: list[Timings] = field(default_factory=list)
     loads: list[LoadRun] = field(default_factory=list)
     checks: dict[str, bool] = field(default_factory=dict)
+    # (ev/s, seconds) the stack ran, unreported, before anything here was measured
+    warmed_up: tuple[int, float] | None = None
 
     @property
     def passed(self) -> bool:
@@ -109,7 +111,10 @@ class BenchReport:
             "# Benchmarks", "",
             f"Written by `make bench` (`points bench`) on {self.started:%Y-%m-%d %H:%M} UTC against the local system "
             f"(Kafka, PostgreSQL and every service as processes on this machine: {psutil.cpu_count()} cores). "
-            "Shared machines are noisy: compare the ratios, measured in this same run, rather than absolute times.", "",
+            "Shared machines are noisy: compare the ratios, measured in this same run, rather than absolute times."
+            + (f" Before anything here was measured the stack ran {self.warmed_up[1]:.0f} s at {self.warmed_up[0]} ev/s, "
+               "unreported, so the broker's JVM had compiled its hot paths (measured before that, its cost is "
+               "mostly compiling)." if self.warmed_up else ""), "",
             "## One client, one request at a time", "",
             "| measure | median (ms) | p95 (ms) | median / healthz |", "|---|---|---|---|",
             *[f"| {t.name} | {t.median_ms:.1f} | {t.p95_ms:.1f} | {t.median_ms / floor:.1f}x |" for t in self.serial], "",
@@ -265,9 +270,11 @@ async def invariants(settings: Settings, spenders: list[str], redeemed: int) -> 
         await pool.close()
 
 
-async def run(settings: Settings, *, samples: int, progress) -> BenchReport:
-    """`progress(description, total)` returns a step(n) callable for the part it names."""
-    report = BenchReport(started=datetime.now(timezone.utc))
+async def run(settings: Settings, *, samples: int, progress,
+              warmed_up: tuple[int, float] | None = None) -> BenchReport:
+    """`progress(description, total)` returns a step(n) callable for the part it names; `warmed_up`,
+    what ran before, for the report to say."""
+    report = BenchReport(started=datetime.now(timezone.utc), warmed_up=warmed_up)
     users_csv = LOAD / "users.csv"
     target = settings.gateway_url
     reports = LOAD / ".reports"

@@ -452,6 +452,9 @@ def bench(
     # A minute a step: issue #10's goal is 1,000 ev/s sustained for 60 s.
     step_seconds: Annotated[float, typer.Option(help="How long each offered rate runs.", min=1)] = 60.0,
     report: Annotated[str | None, typer.Option(help="Write the report (Markdown) to this file.")] = None,
+    warm_up_seconds: Annotated[float, typer.Option(help="How long the stack runs, unreported, at the first rate "
+                                                        "(250 ev/s without rates) before anything is measured.",
+                                                   min=0)] = 45.0,
 ) -> None:
     """The guide's load tests against the running system, then offered rates stepped up until the
     system stops keeping up: medians, ratios, CPU per event, thresholds and invariants."""
@@ -461,21 +464,26 @@ def bench(
     from rich.table import Table
 
     from deploy import bench as bench_run
+    from deploy import knee
 
+    stack = Stack(get_settings())
+    rate_steps = tuple(int(r) for r in rates.split(",")) if rates.strip() else ()
+    warmed_up = None
+    if warm_up_seconds:
+        warmed_up = (rate_steps[0] if rate_steps else 250, warm_up_seconds)
+        console.print(f"warming up: {warmed_up[0]} ev/s for {warm_up_seconds:.0f} s, not reported")
+        asyncio.run(knee.warm_up(stack.settings, stack.pids(), rate=warmed_up[0], seconds=warm_up_seconds))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
         def part(description: str, total: int):
             task = progress.add_task(description, total=total)
             return lambda n: progress.advance(task, n)
 
-        result = asyncio.run(bench_run.run(get_settings(), samples=samples, progress=part))
+        result = asyncio.run(bench_run.run(get_settings(), samples=samples, progress=part, warmed_up=warmed_up))
     throughput = None
-    if rates.strip():
-        from deploy import knee
-
-        stack = Stack(get_settings())
-        throughput = asyncio.run(knee.run(stack.settings, stack.pids(), rates=tuple(int(r) for r in rates.split(",")),
-                                          seconds=step_seconds, echo=lambda msg: console.print(msg)))
+    if rate_steps:
+        throughput = asyncio.run(knee.run(stack.settings, stack.pids(), rates=rate_steps, seconds=step_seconds,
+                                          echo=lambda msg: console.print(msg)))
     table = Table("measure", "median (ms)", "p95 (ms)")
     for timing in result.serial:
         table.add_row(timing.name, f"{timing.median_ms:.1f}", f"{timing.p95_ms:.1f}")
