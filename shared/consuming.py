@@ -12,10 +12,11 @@ from aiokafka import AIOKafkaConsumer
 ENOUGH_RECORDS = 200
 # How long a fetch waits at the broker for records. A waiting read_committed fetch is answered as
 # soon as records arrive or a transaction commits, so new records do not wait it out; a partition
-# sought back (a batch deferred, a rewind after an abort) or newly assigned does, being read again
-# only once the fetch in flight returns, and so does anything else asked on the consumer's
-# connection (a broker answers one connection's requests in order: shared/transactional.py asks
-# elsewhere). 500 rather than 50 halved the idle stack's CPU (docs/performance.md, step 15).
+# sought back (a rewind after an abort) or newly assigned does, being read again only once the fetch
+# in flight returns (so records that must wait are held, not sought back: shared/transactional.py),
+# and so does anything else asked on the consumer's connection (a broker answers one connection's
+# requests in order: shared/transactional.py asks elsewhere). 500 rather than 50 halved the idle
+# stack's CPU (docs/performance.md, step 15).
 FETCH_MAX_WAIT_MS = 500
 # Where nobody waits on the batch (events to decide, rows to project, credits to count: a decision
 # has a second): at 400 ev/s, 60 ms rather than 20 took a tenth off the validator's CPU per event and

@@ -94,6 +94,7 @@ class _Rebalance(ConsumerRebalanceListener):
         # this runs, and a state that takes longer to read back than the session timeout would get
         # this member expelled, and the rejoin would read it all again, round after round.
         async with self.worker.batch_lock:
+            self.worker.held.clear()
             self.worker.generation += 1
             self.worker.rebalancing = False
             self.worker.fenced.clear()
@@ -135,6 +136,10 @@ class TransactionalWorker(ABC, Generic[State]):
         # partition -> input -> the offset to read on from, for batches that changed nothing and sent
         # nothing, and so were not worth a transaction of their own: committed with the partition's next.
         self.unsent_offsets: dict[int, dict[TopicPartition, int]] = defaultdict(dict)
+        # input -> records read but held back until what they wait for has been read (they are
+        # handled at the head of a later batch: seeking back would have them read again only once
+        # the fetch in flight returned, up to FETCH_MAX_WAIT_MS later).
+        self.held: dict[TopicPartition, list] = {}
         # Partitions whose producer fenced the earlier owners and whose state was read back since:
         # the only ones handled.
         self.owned: set[int] = set()
@@ -204,6 +209,7 @@ class TransactionalWorker(ABC, Generic[State]):
             self.owned.discard(partition)
             self.states.pop(partition, None)
             self.unsent_offsets.pop(partition, None)
+        self._drop_held(partitions)
         producers = [self.producers.pop(p) for p in partitions if p in self.producers]
         await asyncio.gather(*(producer.stop() for producer in producers), return_exceptions=True)
 
@@ -248,6 +254,7 @@ class TransactionalWorker(ABC, Generic[State]):
         """Read the partitions on from their last committed offsets."""
         for partition in partitions:
             self.unsent_offsets.pop(partition, None)
+        self._drop_held(partitions)
         for tp in self.consumer.assignment():
             if tp.partition in partitions:
                 committed = await self.consumer.committed(tp)
@@ -255,6 +262,10 @@ class TransactionalWorker(ABC, Generic[State]):
                     await self.consumer.seek_to_beginning(tp)
                 else:
                     self.consumer.seek(tp, committed)
+
+    def _drop_held(self, partitions: set[int]) -> None:
+        for tp in [tp for tp in self.held if tp.partition in partitions]:
+            del self.held[tp]
 
     async def _give_up(self, partition: int) -> None:
         FENCED.labels(self.group).inc()
@@ -279,7 +290,11 @@ class TransactionalWorker(ABC, Generic[State]):
             if unowned:
                 await self._take_over_assigned(unowned)
             generation = self.generation
-            batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
+            # Records held back are tried again at once, whatever else comes.
+            batches = await self.consumer.getmany(timeout_ms=URGENT_LINGER_MS if self.held else 200, max_records=500)
+            for tp, messages in self.held.items():
+                batches[tp] = messages + batches.get(tp, [])
+            self.held = {}
             if not batches:
                 if any(self.unsent_offsets.values()):
                     async with self.batch_lock:
@@ -405,7 +420,7 @@ class TransactionalWorker(ABC, Generic[State]):
                 continue  # revoked meanwhile, or not taken over yet: read again once it is
             if tp in waiting:
                 DEFERRED.labels(self.group, tp.topic).inc()
-                self.consumer.seek(tp, messages[0].offset)
+                self.held[tp] = messages
                 continue
             work[tp.partition].append((tp, messages))
         now = utcnow()
