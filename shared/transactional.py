@@ -208,8 +208,7 @@ class TransactionalWorker(ABC, Generic[State]):
         for partition in partitions:
             self.owned.discard(partition)
             self.states.pop(partition, None)
-            self.unsent_offsets.pop(partition, None)
-        self._drop_held(partitions)
+        self._forget_unhandled(partitions)
         producers = [self.producers.pop(p) for p in partitions if p in self.producers]
         await asyncio.gather(*(producer.stop() for producer in producers), return_exceptions=True)
 
@@ -252,9 +251,7 @@ class TransactionalWorker(ABC, Generic[State]):
 
     async def _rewind(self, partitions: set[int]) -> None:
         """Read the partitions on from their last committed offsets."""
-        for partition in partitions:
-            self.unsent_offsets.pop(partition, None)
-        self._drop_held(partitions)
+        self._forget_unhandled(partitions)
         for tp in self.consumer.assignment():
             if tp.partition in partitions:
                 committed = await self.consumer.committed(tp)
@@ -263,7 +260,10 @@ class TransactionalWorker(ABC, Generic[State]):
                 else:
                     self.consumer.seek(tp, committed)
 
-    def _drop_held(self, partitions: set[int]) -> None:
+    def _forget_unhandled(self, partitions: set[int]) -> None:
+        """What was read past the partitions' last commit and not yet committed: read again from it."""
+        for partition in partitions:
+            self.unsent_offsets.pop(partition, None)
         for tp in [tp for tp in self.held if tp.partition in partitions]:
             del self.held[tp]
 
