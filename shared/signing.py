@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import json
+import struct
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,7 @@ KEY_ID_HEADER = "points-key-id"
 MAC_HEADER = "points-mac"
 # Known to everyone, so only good for a laptop: settings refuse it outside dev.
 DEV_SIGNING_SEED = hashlib.sha256(b"points-ledger dev signing key").digest()
+_LENGTH = struct.Struct(">I").pack
 
 
 class BadSignature(ValueError):
@@ -56,11 +58,12 @@ def _mac(key: bytes, signed: bytes) -> bytes:
 
 
 def signed_bytes(key: bytes | None, value: bytes, headers) -> bytes:
-    covered = sorted((name, bytes(raw)) for name, raw in headers
-                     if name.startswith("ce_") or name == "content-type")
-    parts = [key or b""] + [name.encode() + b"=" + raw for name, raw in covered] + [value]
+    parts = [key or b""]
+    parts += [name.encode() + b"=" + raw for name, raw in sorted(
+        header for header in headers if header[0][:3] == "ce_" or header[0] == "content-type")]
+    parts.append(value)
     # Length-prefixing makes the encoding unambiguous whatever bytes the parts contain.
-    return b"".join(len(part).to_bytes(4, "big") + part for part in parts)
+    return b"".join([_LENGTH(len(part)) + part for part in parts])
 
 
 # libsodium (PyNaCl) rather than OpenSSL (cryptography) for the records: the same Ed25519, at half

@@ -50,3 +50,19 @@ def test_events_are_immutable():
                            nonce="abcdefgh", points=10, received_at=NOW, body_hash="h")
     with pytest.raises(Exception):
         event.points = 1000
+
+
+def test_a_record_reads_through_the_cloudevents_sdk_as_any_other_consumer_reads_it():
+    # Our services read a checked record by its type alone; a consumer of the public topics reads it
+    # with any CloudEvents SDK, which checks every attribute.
+    from cloudevents.core.bindings.kafka import KafkaMessage, from_binary
+    from cloudevents.core.formats.json import JSONFormat
+
+    event = EventSubmitted(event_id=uuid4(), user_id="u1", event_type="habit_completed", event_time=NOW,
+                           nonce="abcdefgh", payload={"habit_id": "h"}, points=10, received_at=NOW, body_hash="h")
+    record = to_record(event, key="u1", source="/points/ingest")
+    read = from_binary(KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value), JSONFormat())
+    assert read.get_type() == "dev.points.event.submitted.v1"
+    assert read.get_source() == "/points/ingest"
+    assert read.get_subject() == "u1"
+    assert EventSubmitted.model_validate(read.get_data()) == event
