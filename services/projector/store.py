@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import asyncpg
+import orjson
 
 from services.projector.projection import (AnswerRow, Columns, CouponIssuedRow, CouponStatusRow, EventRow, InsightRow,
                                            Row)
@@ -15,8 +16,22 @@ def _insert(table: str, row_class: type[Columns]) -> str:
             f"VALUES ({', '.join(f'${i}' for i in range(1, len(columns) + 1))})")
 
 
-_INSERT_IF_ABSENT = f"{_insert('points_events', EventRow)} ON CONFLICT (id) DO NOTHING"
-_UPSERT = (f"{_insert('points_events', EventRow)} ON CONFLICT (id) DO UPDATE SET "
+def _insert_all(table: str, row_class: type[Columns]) -> str:
+    """INSERT of a batch of rows in one statement, from a JSON array of objects (`_as_json`) read as
+    the table's own row type, so the column types are the table's. One statement for the batch
+    rather than one per row (executemany): a third less of PostgreSQL's time and of ours per row. (Text
+    cast to jsonb: the pools encode a jsonb parameter from a Python value.)"""
+    columns = ", ".join(row_class.columns())
+    return (f"INSERT INTO {table} ({columns}) "
+            f"SELECT {columns} FROM jsonb_populate_recordset(NULL::{table}, $1::text::jsonb)")
+
+
+def _as_json(rows: Iterable[Columns]) -> str:
+    return orjson.dumps([dict(zip(row.columns(), row.as_tuple())) for row in rows]).decode()
+
+
+_INSERT_IF_ABSENT = f"{_insert_all('points_events', EventRow)} ON CONFLICT (id) DO NOTHING"
+_UPSERT = (f"{_insert_all('points_events', EventRow)} ON CONFLICT (id) DO UPDATE SET "
            + ", ".join(f"{c} = EXCLUDED.{c}" for c in EventRow.columns() if c != "id"))
 _INSERT_INSIGHTS = f"{_insert('fraud_insights', InsightRow)} ON CONFLICT (id) DO NOTHING"
 _INSERT_ANSWERS = f"{_insert('command_answers', AnswerRow)} ON CONFLICT (command_id) DO NOTHING"
@@ -55,12 +70,15 @@ async def apply_batch(
         ahead = {tp: offset for tp, offset in stored.items() if offset > next_offsets[tp]}
         if ahead:
             raise StaleBatch(ahead)
-        gaps = [r.as_tuple() for r in events if not r.authoritative]
-        decisions = [r.as_tuple() for r in events if r.authoritative]
+        # One row per event and statement: a statement may not update a row twice. Of two decisions
+        # on one event in a batch (held for review, then the verdict) the later wins, as it would
+        # written one after the other.
+        gaps = {r.id: r for r in reversed(events) if not r.authoritative}
+        decisions = {r.id: r for r in events if r.authoritative}
         if gaps:
-            await conn.executemany(_INSERT_IF_ABSENT, gaps)
+            await conn.execute(_INSERT_IF_ABSENT, _as_json(gaps.values()))
         if decisions:
-            await conn.executemany(_UPSERT, decisions)
+            await conn.execute(_UPSERT, _as_json(decisions.values()))
         if insights:
             await conn.executemany(_INSERT_INSIGHTS, insights)
         issued = [r.as_tuple() for r in rows if isinstance(r, CouponIssuedRow)]

@@ -173,6 +173,32 @@ async def test_a_submission_never_overrides_its_decision_whichever_topic_is_read
     assert (row["validation_status"], row["trust_score"], row["source_topic"]) == ("validated", 90, "ledger")
 
 
+async def test_one_batch_holding_an_event_twice_and_its_held_decision_and_verdict_ends_at_the_verdict(schema):
+    # A batch is written in one statement per kind of row, and a statement may not write a row twice:
+    # the submission read twice, the hold and the admin's verdict all land in one batch here.
+    db = schema
+    user, group = new_user(), f"test-projector-{uuid.uuid4().hex[:8]}"
+    held = decision(user, 25, status="pending_review")
+    verdict = held.model_copy(update={"validation_status": "validated", "validated_by": "admin@example.com",
+                                      "review_note": "receipt checked"})
+    submitted = EventSubmitted(event_id=held.event_id, user_id=user, event_type=held.event_type,
+                               event_time=held.event_time, nonce=uuid.uuid4().hex, points=25,
+                               received_at=held.event_time, body_hash="h")
+    other = decision(user, 10)
+    rows = [project(submitted, Position("submitted", 0, 1)), project(submitted, Position("submitted", 0, 2)),
+            project(held, Position("ledger", 0, 4)), project(other, Position("ledger", 0, 5)),
+            project(verdict, Position("ledger", 0, 6))]
+
+    await store.apply_batch(db, group, rows, {("submitted", 0): 3, ("ledger", 0): 7})
+
+    row = await db.fetchrow("SELECT validation_status, validated_by, review_note, source_offset FROM points_events "
+                            "WHERE id = $1", held.event_id)
+    assert dict(row) == {"validation_status": "validated", "validated_by": "admin@example.com",
+                         "review_note": "receipt checked", "source_offset": 6}
+    assert await db.fetchval("SELECT count(*) FROM points_events WHERE user_id = $1", user) == 2
+    assert await balance(db, user) == 35
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_the_redeemers_balance_and_the_read_models_agree_on_the_same_log(schema, seed):
     """The balance is defined twice: by the redeemer's account (services/redeemer/account.py) and by
