@@ -302,7 +302,7 @@ class TransactionalWorker(ABC, Generic[State]):
                 continue
             batches = await fill(self.consumer, batches, max_records=500, linger_ms=LINGER_MS, urgent=self.urgent,
                                  urgent_linger_ms=URGENT_LINGER_MS)
-            await self._read_awaited(batches)
+            waiting = await self._read_awaited(batches)
             if generation != self.generation or self.rebalancing:
                 # A rebalance while these were read: some may predate it, some not. None is handled;
                 # every partition reads on from its last commit instead.
@@ -312,7 +312,8 @@ class TransactionalWorker(ABC, Generic[State]):
             failed: dict[int, BaseException] = {}
             async with self.batch_lock:
                 with TRANSACTIONS.labels(self.group).time():
-                    outcomes = await self.process(batches)
+                    # The answer before the lock holds unless a rebalance came while it was awaited.
+                    outcomes = await self.process(batches, waiting if generation == self.generation else None)
                 for partition, outcome in outcomes.items():
                     if isinstance(outcome, FENCING_ERRORS):
                         await self._give_up(partition)
@@ -386,17 +387,22 @@ class TransactionalWorker(ABC, Generic[State]):
                 await self.release(partitions)
                 await asyncio.sleep(1)
 
-    async def _read_awaited(self, batches: dict[TopicPartition, list]) -> None:
+    async def _read_awaited(self, batches: dict[TopicPartition, list]) -> set[TopicPartition] | None:
         """Into `batches`, what its records wait for and the consumer has not read yet, when it comes
         within CATCH_UP_MS: most often it is on its way (the redeemer's own debits, coming back), and
-        putting the records off to the next batch would cost their senders a whole batch more."""
+        putting the records off to the next batch would cost their senders a whole batch more.
+
+        Returns the input partitions that must wait when that is known already (nothing awaited, so
+        nothing read since the broker was asked), None when `process` must ask again."""
         try:
             waiting = await self._waiting(batches)
         except Exception:
-            return  # asked again, and answered, before the batch is handled
-        if waiting:
-            awaited = {TopicPartition(self.waits_for[tp.topic], tp.partition) for tp in waiting}
-            merge(batches, await self.consumer.getmany(*awaited, timeout_ms=CATCH_UP_MS))
+            return None  # asked again, and answered, before the batch is handled
+        if not waiting:
+            return waiting
+        awaited = {TopicPartition(self.waits_for[tp.topic], tp.partition) for tp in waiting}
+        merge(batches, await self.consumer.getmany(*awaited, timeout_ms=CATCH_UP_MS))
+        return None
 
     async def _waiting(self, batches: dict[TopicPartition, list]) -> set[TopicPartition]:
         """Input partitions whose records must wait: what they wait for has committed records not yet read."""
@@ -407,11 +413,14 @@ class TransactionalWorker(ABC, Generic[State]):
         ends = await self.ends.end_offsets(list(set(awaited.values())))
         return {tp for tp, other in awaited.items() if await self.consumer.position(other) < ends[other]}
 
-    async def process(self, batches: dict[TopicPartition, list]) -> dict[int, list[Any] | BaseException]:
+    async def process(self, batches: dict[TopicPartition, list],
+                      waiting: set[TopicPartition] | None = None) -> dict[int, list[Any] | BaseException]:
         """Each partition's records in that partition's transaction, the partitions concurrently:
-        partition -> what handling returned, or why its transaction was aborted."""
+        partition -> what handling returned, or why its transaction was aborted. `waiting`: the input
+        partitions whose records must wait, when asked since the batch was read; None to ask now."""
         try:
-            waiting = await self._waiting(batches)
+            if waiting is None:
+                waiting = await self._waiting(batches)
         except Exception as exc:  # a broker away while asked for the end of a topic: the batch waits
             return {tp.partition: exc for tp in batches if tp.partition in self.owned}
         work: dict[int, list[tuple[TopicPartition, list]]] = defaultdict(list)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client import REGISTRY
 
 from shared import transactional
 from shared.signing import keyring_from, signer_from
@@ -230,4 +231,65 @@ async def test_records_that_change_nothing_are_read_past_and_their_offsets_commi
         await running
         await worker.stop()
         await producer.stop()
+        await admin.close()
+
+
+async def test_a_record_is_held_until_what_it_waits_for_is_read_however_long_that_takes(settings, copier_topics):
+    # The redeemer's commands wait for the ledger before them, the validator's submissions for the
+    # reviews: here the awaited record is committed first but cannot be read until the test allows it.
+    bootstrap = settings.kafka_bootstrap_servers
+    awaited = f"test.copier.awaited.{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(awaited, 2, settings.replication_factor)])
+    await wait_until_visible(admin, [awaited])
+    handled: list[bytes] = []
+    Copier = copier_class(copier_topics)
+
+    class Waits(Copier):
+        inputs = (copier_topics["input"], awaited)
+        waits_for = {copier_topics["input"]: awaited}
+
+        async def handle(self, tp, message, now):
+            handled.append(message.value)
+            return await super().handle(tp, message, now)
+
+    worker = Waits(bootstrap, signer=signer_from(settings), keyring=keyring_from(settings))
+    await worker.start()
+    running = asyncio.create_task(worker.run())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    slow = TopicPartition(awaited, 0)
+
+    def held_back() -> float:
+        return REGISTRY.get_sample_value("points_batches_deferred_total",
+                                         {"group": Waits.group, "topic": copier_topics["input"]}) or 0.0
+
+    try:
+        async def ready():
+            return worker.ready() and slow in worker.consumer.assignment()
+
+        await eventually(ready, timeout=60)
+        worker.consumer.pause(slow)
+        await producer.send_and_wait(awaited, b"awaited", key=b"k", partition=0)
+        await producer.send_and_wait(copier_topics["input"], b"waiting", key=b"k", partition=0)
+
+        async def tried_and_held():
+            return held_back() >= 3
+
+        await eventually(tried_and_held, timeout=30)
+        assert handled == []
+        worker.consumer.resume(slow)
+
+        async def both_handled():
+            return len(handled) == 2
+
+        await eventually(both_handled, timeout=30)
+        assert handled == [b"awaited", b"waiting"]
+    finally:
+        worker.running = False
+        await running
+        await worker.stop()
+        await producer.stop()
+        await admin.delete_topics([awaited])
         await admin.close()
