@@ -163,6 +163,9 @@ class Settings(BaseSettings):
 
     # How often the projector runs the guide's read-model checks behind the alerting gauges.
     health_check_seconds: float = Field(30.0, alias="POINTS_HEALTH_CHECK_SECONDS", gt=0)
+    # How often the guide's balance check runs over every user (it sums the whole ledger); in between
+    # it runs every POINTS_HEALTH_CHECK_SECONDS over the users the projector wrote since.
+    balance_check_everyone_seconds: float = Field(900.0, alias="POINTS_BALANCE_CHECK_EVERYONE_SECONDS", gt=0)
     flags_refresh_seconds: float = Field(2.0, alias="POINTS_FLAGS_REFRESH_SECONDS", gt=0)
 
     # The local cluster `points up` runs: this many brokers, and this many instances of every

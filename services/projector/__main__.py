@@ -23,11 +23,14 @@ async def main() -> None:
     settings = get_settings()
     # The schema is the owner's to change (`points up` / `points init` migrate); this role only writes rows.
     pool = await create_pool(settings.service_dsn("projector"), min_size=1, max_size=4)
+    balances = health.BalanceCheck()
     projector = Projector(settings.kafka_bootstrap_servers, pool, keyring_from(settings),
-                          set_aside=SetAside(settings.kafka_bootstrap_servers, signer_from(settings)))
+                          set_aside=SetAside(settings.kafka_bootstrap_servers, signer_from(settings)),
+                          written=balances.wrote)
     await projector.start()
     ops = await start_ops_server(settings.ops_host, settings.projector_port, ready=lambda: projector.running)
-    checks = asyncio.create_task(health.keep_measuring(pool, settings.health_check_seconds))
+    checks = asyncio.create_task(health.keep_measuring(pool, balances, every=settings.health_check_seconds,
+                                                       full_every=settings.balance_check_everyone_seconds))
     log.info("projector running", extra={"group": projector.group})
     try:
         await run_until_stopped(projector)

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.projector import store
-from services.projector.projection import Position, project
+from services.projector.projection import EventRow, Position, project
 from services.projector.set_aside import SetAside
 from shared import topics
 from shared.consuming import FETCH_MAX_WAIT_MS, fill
@@ -73,10 +74,12 @@ class Projector:
     def __init__(self, bootstrap: str, pool: asyncpg.Pool, keyring: Keyring, group: str = GROUP,
                  subscribed: tuple[str, ...] = (topics.SUBMITTED, topics.LEDGER, topics.FRAUD, topics.COUPONS,
                                                 topics.REPLIES),
-                 set_aside: SetAside | None = None):
+                 set_aside: SetAside | None = None, written: Callable[[set[str]], None] | None = None):
         """`set_aside` None: records that cannot be applied are skipped silently (a rebuild, which
-        must not write to the live topics; the live projector already set them aside)."""
+        must not write to the live topics; the live projector already set them aside). `written`
+        hears of the users whose balances each committed batch refreshed (the read-model checks)."""
         self.pool = pool
+        self.written = written
         self.keyring = keyring
         self.set_aside = set_aside
         self.group = group
@@ -130,6 +133,8 @@ class Projector:
             next_offsets[(tp.topic, tp.partition)] = messages[-1].offset + 1
         if not await self._until_written(rows, sources, next_offsets):
             return
+        if self.written is not None:
+            self.written({row.user_id for row in rows if isinstance(row, EventRow)})
         for tp, messages in batches.items():
             RECORDS.labels(tp.topic).inc(len(messages))
 

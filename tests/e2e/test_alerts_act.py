@@ -21,7 +21,9 @@ pytestmark = pytest.mark.integration
 STATE = REPO_ROOT / ".state" / "test-monitoring"
 MONITORED_ENV = {**FRESH_ENV, "POINTS_PROMETHEUS_PORT": "28090", "POINTS_ALERTMANAGER_PORT": "28093",
                  "POINTS_MONITORING_INTERVAL_SECONDS": "1", "POINTS_HEALTH_CHECK_SECONDS": "1",
-                 "POINTS_FLAGS_REFRESH_SECONDS": "0.5"}
+                 "POINTS_FLAGS_REFRESH_SECONDS": "0.5",
+                 # The cache is edited past the projector below: the pass over every user finds that.
+                 "POINTS_BALANCE_CHECK_EVERYONE_SECONDS": "2"}
 
 
 @pytest.mark.timeout(600)

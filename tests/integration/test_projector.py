@@ -17,7 +17,6 @@ from services.projector.consumer import Projector
 from services.projector.projection import Position, project
 from shared.envelope import to_record
 from shared.events import EventDecided, EventSubmitted
-from shared.db import create_pool
 from shared.signing import keyring_from, signer_from
 from tests.helpers import eventually, new_user
 
@@ -29,19 +28,6 @@ def decision(user: str, points: int, status: str = "validated") -> EventDecided:
     return EventDecided(event_id=uuid.uuid4(), user_id=user, event_type="habit_completed", event_time=now,
                         points_delta=points, proof_type="none", validation_status=status, trust_score=90,
                         rule_set="test", validated_by="test", decided_at=now)
-
-
-@pytest.fixture
-async def schema(settings):
-    """A fresh schema of this test's own, so the live read models never see its rows."""
-    from services.projector.rebuild import create_schema, drop_schema, new_schema_name
-
-    name = new_schema_name()
-    await create_schema(settings.dsn, name)
-    pool = await create_pool(settings.dsn, schema=name, min_size=1, max_size=3)
-    yield pool
-    await pool.close()
-    await drop_schema(settings.dsn, name)
 
 
 @pytest.fixture
