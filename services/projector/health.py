@@ -77,19 +77,23 @@ class BalanceCheck:
         self.discrepant = {row["user_id"] for row in rows}
 
     async def recent(self, pool: asyncpg.Pool, timeout: float) -> None:
-        """The users written since they were last checked; not while a full pass runs, whose answer
-        (as of when it began) would otherwise overwrite a newer one."""
-        while self.touched and self.discrepant is not None and not self._full_running:
-            users = set()
-            while self.touched and len(users) < USERS_PER_STATEMENT:
-                users.add(self.touched.pop())
-            try:
-                rows = await pool.fetch(DISCREPANT_AMONG, list(users), timeout=timeout)
-            except BaseException:
-                self.touched |= users
-                raise
-            self.discrepant = (self.discrepant - users) | {row["user_id"] for row in rows}
-
+        """The users written since they were last checked, as of now (those written meanwhile are
+        the next pass's, so a busy projector cannot keep one pass going); not while a pass over
+        everyone runs, whose answer (as of when it began) would overwrite a newer one."""
+        if self.discrepant is None or self._full_running:
+            return
+        pending, self.touched = self.touched, set()
+        try:
+            while pending and not self._full_running:
+                users = {pending.pop() for _ in range(min(len(pending), USERS_PER_STATEMENT))}
+                try:
+                    rows = await pool.fetch(DISCREPANT_AMONG, list(users), timeout=timeout)
+                except BaseException:
+                    pending |= users
+                    raise
+                self.discrepant = (self.discrepant - users) | {row["user_id"] for row in rows}
+        finally:
+            self.touched |= pending
 
 async def measure(pool: asyncpg.Pool, timeout: float) -> dict[str, int | None]:
     """Each check on its own, so one slow or failing query leaves the others' gauges current."""

@@ -2,6 +2,7 @@
 everyone now and then, and in between over the users the projector wrote."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, timezone
 
@@ -77,3 +78,20 @@ async def test_the_narrow_pass_is_the_guides_query_for_those_users(schema):
     narrow.wrote(users)
     await narrow.recent(db, timeout=30)
     assert narrow.discrepant == everyone.discrepant == set(users[1:3])
+
+
+async def test_users_written_during_a_narrow_pass_wait_for_the_next_so_a_busy_projector_cannot_keep_one_going(
+        schema):
+    db, early, late = schema, new_user(), new_user()
+    await credit(db, early, 10, 0)
+    await credit(db, late, 10, 1)
+    check = BalanceCheck()
+    await check.full(db, timeout=30)
+    check.wrote({early})
+
+    narrow = asyncio.create_task(check.recent(db, timeout=30))
+    await asyncio.sleep(0)  # the pass has taken its users and is waiting for PostgreSQL
+    check.wrote({late})
+    await narrow
+
+    assert check.touched == {late}
