@@ -95,6 +95,11 @@ class BalanceCheck:
         finally:
             self.touched |= pending
 
+
+def _failed(check: str, exc: Exception) -> None:
+    log.warning("read-model check failed", extra={"check": check, "error_message": f"{type(exc).__name__}: {exc}"})
+
+
 async def measure(pool: asyncpg.Pool, timeout: float) -> dict[str, int | None]:
     """Each check on its own, so one slow or failing query leaves the others' gauges current."""
     results: dict[str, int | None] = {}
@@ -102,7 +107,7 @@ async def measure(pool: asyncpg.Pool, timeout: float) -> dict[str, int | None]:
         try:
             results[name] = await pool.fetchval(sql, timeout=timeout)
         except Exception as exc:
-            log.warning("read-model check failed", extra={"check": name, "error_message": f"{type(exc).__name__}: {exc}"})
+            _failed(name, exc)
             results[name] = None
     return results
 
@@ -116,8 +121,7 @@ async def keep_measuring(pool: asyncpg.Pool, balances: BalanceCheck, *, every: f
             try:
                 await balances.recent(pool, timeout)
             except Exception as exc:
-                log.warning("read-model check failed", extra={"check": DISCREPANCY,
-                                                              "error_message": f"{type(exc).__name__}: {exc}"})
+                _failed(DISCREPANCY, exc)
                 results[DISCREPANCY] = None
             else:
                 results[DISCREPANCY] = balances.count
@@ -137,8 +141,7 @@ async def _keep_checking_everyone(pool: asyncpg.Pool, balances: BalanceCheck, ev
             # As long as it takes, up to the next pass: on a large ledger that is minutes.
             await balances.full(pool, timeout=max(every, 60.0))
         except Exception as exc:
-            log.warning("read-model check failed", extra={"check": f"{DISCREPANCY} (everyone)",
-                                                          "error_message": f"{type(exc).__name__}: {exc}"})
+            _failed(f"{DISCREPANCY} (everyone)", exc)
             await asyncio.sleep(min(every, 60.0))  # soon again: until one pass ends there is no figure
             continue
         await asyncio.sleep(every)

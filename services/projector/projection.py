@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from functools import cache
 from datetime import datetime
 from uuid import UUID
 
@@ -13,6 +14,7 @@ class Columns:
     """A row whose fields, in declaration order, are the columns the store's statements list."""
 
     @classmethod
+    @cache  # once per class: it is asked for every row the projector writes
     def columns(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls) if f.metadata.get("column", True))
 

@@ -9,13 +9,6 @@ import orjson
 from services.projector.projection import (AnswerRow, Columns, CouponIssuedRow, CouponStatusRow, EventRow, InsightRow,
                                            Row)
 
-def _insert(table: str, row_class: type[Columns]) -> str:
-    """INSERT of every column the row class declares, in its order (the values of `as_tuple`)."""
-    columns = row_class.columns()
-    return (f"INSERT INTO {table} ({', '.join(columns)}) "
-            f"VALUES ({', '.join(f'${i}' for i in range(1, len(columns) + 1))})")
-
-
 def _insert_all(table: str, row_class: type[Columns]) -> str:
     """INSERT of a batch of rows in one statement, from a JSON array of objects (`_as_json`) read as
     the table's own row type, so the column types are the table's. One statement for the batch
@@ -33,8 +26,8 @@ def _as_json(rows: Iterable[Columns]) -> str:
 _INSERT_IF_ABSENT = f"{_insert_all('points_events', EventRow)} ON CONFLICT (id) DO NOTHING"
 _UPSERT = (f"{_insert_all('points_events', EventRow)} ON CONFLICT (id) DO UPDATE SET "
            + ", ".join(f"{c} = EXCLUDED.{c}" for c in EventRow.columns() if c != "id"))
-_INSERT_INSIGHTS = f"{_insert('fraud_insights', InsightRow)} ON CONFLICT (id) DO NOTHING"
-_INSERT_ANSWERS = f"{_insert('command_answers', AnswerRow)} ON CONFLICT (command_id) DO NOTHING"
+_INSERT_INSIGHTS = f"{_insert_all('fraud_insights', InsightRow)} ON CONFLICT (id) DO NOTHING"
+_INSERT_ANSWERS = f"{_insert_all('command_answers', AnswerRow)} ON CONFLICT (command_id) DO NOTHING"
 
 
 async def load_offsets(pool: asyncpg.Pool, group: str) -> dict[tuple[str, int], int]:
@@ -59,7 +52,7 @@ async def apply_batch(
     """Write a batch of rows, refresh the touched balances, and record how far we read, atomically."""
     rows = list(rows)
     events = [r for r in rows if isinstance(r, EventRow)]
-    insights = [r.as_tuple() for r in rows if isinstance(r, InsightRow)]
+    insights = [r for r in rows if isinstance(r, InsightRow)]
     async with pool.acquire() as conn, conn.transaction():
         # Offsets only move forward: the rows are locked, so of two instances that both think they
         # own a partition, the one that comes second sees how far the first got and backs off.
@@ -80,7 +73,7 @@ async def apply_batch(
         if decisions:
             await conn.execute(_UPSERT, _as_json(decisions.values()))
         if insights:
-            await conn.executemany(_INSERT_INSIGHTS, insights)
+            await conn.execute(_INSERT_INSIGHTS, _as_json(insights))
         issued = [r.as_tuple() for r in rows if isinstance(r, CouponIssuedRow)]
         if issued:
             await conn.executemany(
@@ -92,9 +85,9 @@ async def apply_batch(
             await conn.execute(
                 f"UPDATE coupons SET status = $2, {actor_column} = $3, updated_at = $4 WHERE coupon_id = $1",
                 row.coupon_id, row.status, row.actor, row.at)
-        answers = [r.as_tuple() for r in rows if isinstance(r, AnswerRow)]
+        answers = [r for r in rows if isinstance(r, AnswerRow)]
         if answers:
-            await conn.executemany(_INSERT_ANSWERS, answers)
+            await conn.execute(_INSERT_ANSWERS, _as_json(answers))
         users = sorted({r.user_id for r in events})
         if users:
             await conn.execute("SELECT refresh_user_points_caches($1::text[])", users)
