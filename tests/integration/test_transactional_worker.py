@@ -1,8 +1,10 @@
 """The read-process-write loop the validator and the redeemer share (shared/transactional.py), on
-topics of its own: a partition fenced by a stale owner comes back, and nothing is handled twice."""
+topics of its own: a partition fenced by a stale owner comes back, one whose transaction failed is
+read again from its last commit, and nothing is handled twice."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from dataclasses import dataclass
 
@@ -90,12 +92,11 @@ async def committed_output(settings, topic: str, partition: int) -> list[bytes]:
         await reader.stop()
 
 
-async def test_a_partition_a_stale_owner_fenced_is_taken_back_and_each_record_handled_once(
-        settings, copier_topics, monkeypatch):
-    monkeypatch.setattr(transactional, "FENCED_GRACE_SECONDS", 1.0)
-    Copier = copier_class(copier_topics)
+@contextlib.asynccontextmanager
+async def working(worker_class, settings, *, ready_within: float = 60):
+    """The worker running its loop and ready, with a producer to its input; both stopped afterwards."""
     bootstrap = settings.kafka_bootstrap_servers
-    worker = Copier(bootstrap, signer=signer_from(settings), keyring=keyring_from(settings))
+    worker = worker_class(bootstrap, signer=signer_from(settings), keyring=keyring_from(settings))
     await worker.start()
     running = asyncio.create_task(worker.run())
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
@@ -104,13 +105,26 @@ async def test_a_partition_a_stale_owner_fenced_is_taken_back_and_each_record_ha
         async def ready():
             return worker.ready()
 
-        await eventually(ready, timeout=60)
+        await eventually(ready, timeout=ready_within)
+        yield worker, producer
+    finally:
+        worker.running = False
+        await running
+        await worker.stop()
+        await producer.stop()
+
+
+async def test_a_partition_a_stale_owner_fenced_is_taken_back_and_each_record_handled_once(
+        settings, copier_topics, monkeypatch):
+    monkeypatch.setattr(transactional, "FENCED_GRACE_SECONDS", 1.0)
+    Copier = copier_class(copier_topics)
+    async with working(Copier, settings) as (worker, producer):
         await producer.send_and_wait(copier_topics["input"], b"one", key=b"k", partition=0)
         await eventually(lambda: committed_output(settings, copier_topics["output"], 0), timeout=30)
 
         # An instance that believes it still owns partition 0 (paused through a rebalance, say)
         # starts its producer: the worker's next transaction on that partition is refused.
-        stale = Copier(bootstrap, signer=signer_from(settings), keyring=keyring_from(settings))
+        stale = Copier(settings.kafka_bootstrap_servers, signer=signer_from(settings), keyring=keyring_from(settings))
         await stale.take_over({0})
         await stale.release({0})
         await producer.send_and_wait(copier_topics["input"], b"two", key=b"k", partition=0)
@@ -125,11 +139,6 @@ async def test_a_partition_a_stale_owner_fenced_is_taken_back_and_each_record_ha
         assert await committed_output(settings, copier_topics["output"], 0) == [b"one", b"two", b"three"]
         assert worker.state(0, "k").count == 3
         assert worker.ready()
-    finally:
-        worker.running = False
-        await running
-        await worker.stop()
-        await producer.stop()
 
 
 async def test_a_state_slower_to_read_back_than_the_session_timeout_keeps_the_worker_in_its_group(
@@ -150,17 +159,7 @@ async def test_a_state_slower_to_read_back_than_the_session_timeout_keeps_the_wo
                 await asyncio.sleep(2 * session_timeout)
             await super().take_over(partitions)
 
-    worker = SlowToRestore(settings.kafka_bootstrap_servers, signer=signer_from(settings),
-                           keyring=keyring_from(settings))
-    await worker.start()
-    running = asyncio.create_task(worker.run())
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        async def ready():
-            return worker.ready()
-
-        await eventually(ready, timeout=120)
+    async with working(SlowToRestore, settings, ready_within=120) as (worker, producer):
         generation = worker.generation
         # An expelled member learns it at its next heartbeat, then rejoins and restores again.
         await asyncio.sleep(2 * heartbeat_interval)
@@ -173,11 +172,6 @@ async def test_a_state_slower_to_read_back_than_the_session_timeout_keeps_the_wo
             return await committed_output(settings, copier_topics["output"], 1) == [b"after"]
 
         await eventually(copied, timeout=30)
-    finally:
-        worker.running = False
-        await running
-        await worker.stop()
-        await producer.stop()
 
 
 async def test_records_that_change_nothing_are_read_past_and_their_offsets_committed_once_the_input_is_quiet(
@@ -293,3 +287,41 @@ async def test_a_record_is_held_until_what_it_waits_for_is_read_however_long_tha
         await producer.stop()
         await admin.delete_topics([awaited])
         await admin.close()
+
+
+async def test_a_partition_whose_transaction_failed_is_read_again_from_its_commit_and_each_record_handled_once(
+        settings, copier_topics):
+    Copier = copier_class(copier_topics)
+    failures = {b"flaky": 1}
+
+    class FailsOnce(Copier):
+        async def handle(self, tp, message, now):
+            result = await super().handle(tp, message, now)  # state changed and output sent, then:
+            if failures.get(message.value):
+                failures[message.value] -= 1
+                raise ConnectionError("the broker went away mid-batch")
+            return result
+
+    def aborted() -> float:
+        return REGISTRY.get_sample_value("points_transactions_aborted_total", {"group": FailsOnce.group}) or 0.0
+
+    async with working(FailsOnce, settings) as (worker, producer):
+        await producer.send_and_wait(copier_topics["input"], b"before", key=b"a", partition=1)
+
+        async def before_copied():
+            return await committed_output(settings, copier_topics["output"], 1) == [b"before"]
+
+        await eventually(before_copied, timeout=30)
+        await producer.send_and_wait(copier_topics["input"], b"flaky", key=b"a", partition=1)
+        await producer.send_and_wait(copier_topics["input"], b"other", key=b"b", partition=0)
+
+        async def all_copied():
+            return (len(await committed_output(settings, copier_topics["output"], 1)) >= 2
+                    and await committed_output(settings, copier_topics["output"], 0) == [b"other"])
+
+        await eventually(all_copied, timeout=60)
+        assert aborted() == 1
+        assert await committed_output(settings, copier_topics["output"], 1) == [b"before", b"flaky"]
+        # The aborted attempt's count was read back from the state topic, not kept.
+        assert worker.state(1, "a").count == 2
+        assert worker.state(0, "b").count == 1
