@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from functools import cache
 from datetime import datetime
+from functools import cache
 from uuid import UUID
 
 from shared.events import (CommandAnswered, CouponIssued, CouponRevoked, CouponUsed, Event, EventDecided,

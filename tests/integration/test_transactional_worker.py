@@ -186,13 +186,7 @@ async def test_records_that_change_nothing_are_read_past_and_their_offsets_commi
                 return None, None
             return await super().handle(tp, message, now)
 
-    bootstrap = settings.kafka_bootstrap_servers
-    worker = SkipsEchoes(bootstrap, signer=signer_from(settings), keyring=keyring_from(settings))
-    await worker.start()
-    running = asyncio.create_task(worker.run())
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await producer.start()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     tp = TopicPartition(copier_topics["input"], 0)
 
@@ -200,31 +194,24 @@ async def test_records_that_change_nothing_are_read_past_and_their_offsets_commi
         return (await admin.list_consumer_group_offsets(SkipsEchoes.group)).get(tp, None)
 
     try:
-        async def ready():
-            return worker.ready()
+        async with working(SkipsEchoes, settings) as (worker, producer):
+            for _ in range(2):
+                await producer.send_and_wait(tp.topic, b"echo", key=b"k", partition=0)
 
-        await eventually(ready, timeout=60)
-        for _ in range(2):
-            await producer.send_and_wait(tp.topic, b"echo", key=b"k", partition=0)
+            async def read_past_echoes():
+                offset = await committed_offset()
+                return offset is not None and offset.offset == 2
 
-        async def read_past_echoes():
-            offset = await committed_offset()
-            return offset is not None and offset.offset == 2
+            await eventually(read_past_echoes, timeout=30)
+            await producer.send_and_wait(tp.topic, b"real", key=b"k", partition=0)
 
-        await eventually(read_past_echoes, timeout=30)
-        await producer.send_and_wait(tp.topic, b"real", key=b"k", partition=0)
+            async def copied():
+                return await committed_output(settings, copier_topics["output"], 0) == [b"real"]
 
-        async def copied():
-            return await committed_output(settings, copier_topics["output"], 0) == [b"real"]
-
-        await eventually(copied, timeout=30)
-        assert (await committed_offset()).offset == 3
-        assert worker.state(0, "k").count == 1
+            await eventually(copied, timeout=30)
+            assert (await committed_offset()).offset == 3
+            assert worker.state(0, "k").count == 1
     finally:
-        worker.running = False
-        await running
-        await worker.stop()
-        await producer.stop()
         await admin.close()
 
 
@@ -248,11 +235,6 @@ async def test_a_record_is_held_until_what_it_waits_for_is_read_however_long_tha
             handled.append(message.value)
             return await super().handle(tp, message, now)
 
-    worker = Waits(bootstrap, signer=signer_from(settings), keyring=keyring_from(settings))
-    await worker.start()
-    running = asyncio.create_task(worker.run())
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
     slow = TopicPartition(awaited, 0)
 
     def held_back() -> float:
@@ -260,31 +242,28 @@ async def test_a_record_is_held_until_what_it_waits_for_is_read_however_long_tha
                                          {"group": Waits.group, "topic": copier_topics["input"]}) or 0.0
 
     try:
-        async def ready():
-            return worker.ready() and slow in worker.consumer.assignment()
+        async with working(Waits, settings) as (worker, producer):
+            async def assigned():
+                return slow in worker.consumer.assignment()
 
-        await eventually(ready, timeout=60)
-        worker.consumer.pause(slow)
-        await producer.send_and_wait(awaited, b"awaited", key=b"k", partition=0)
-        await producer.send_and_wait(copier_topics["input"], b"waiting", key=b"k", partition=0)
+            await eventually(assigned, timeout=60)
+            worker.consumer.pause(slow)
+            await producer.send_and_wait(awaited, b"awaited", key=b"k", partition=0)
+            await producer.send_and_wait(copier_topics["input"], b"waiting", key=b"k", partition=0)
 
-        async def tried_and_held():
-            return held_back() >= 3
+            async def tried_and_held():
+                return held_back() >= 3
 
-        await eventually(tried_and_held, timeout=30)
-        assert handled == []
-        worker.consumer.resume(slow)
+            await eventually(tried_and_held, timeout=30)
+            assert handled == []
+            worker.consumer.resume(slow)
 
-        async def both_handled():
-            return len(handled) == 2
+            async def both_handled():
+                return len(handled) == 2
 
-        await eventually(both_handled, timeout=30)
-        assert handled == [b"awaited", b"waiting"]
+            await eventually(both_handled, timeout=30)
+            assert handled == [b"awaited", b"waiting"]
     finally:
-        worker.running = False
-        await running
-        await worker.stop()
-        await producer.stop()
         await admin.delete_topics([awaited])
         await admin.close()
 
